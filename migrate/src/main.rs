@@ -1,0 +1,211 @@
+//! `vpe-migrate`: convert legacy MIPS VPE ("SP") programs into remoteproc firmware.
+//!
+//! Exit status: 0 success, 1 input rejected (first line of stderr `error: ...`), 2 usage.
+
+mod cli;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use thiserror::Error;
+
+use cli::{Cli, Cmd, ConvertArgs};
+use vpe::convert::{self, Conversion};
+use vpe::inspect;
+use vpe::rproc::{check, verify};
+
+/// The one error type of `vpe-migrate`.
+#[derive(Debug, Error)]
+enum CliError {
+    #[error("{0}")]
+    Vpe(#[from] vpe::Error),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("refusing to overwrite the input {path} with the output")]
+    OutputIsInput { path: PathBuf },
+    #[error("{path}: not equivalent to {old}: {summary}")]
+    NotEquivalent { path: PathBuf, old: PathBuf, summary: String },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        None => {
+            let args = cli.convert.expect("clap requires OLD and NEW without a subcommand");
+            do_convert(&args)
+        }
+        Some(Cmd::Convert(args)) => do_convert(&args),
+        Some(Cmd::Inspect { file, base, relocs, json }) => {
+            let bytes = read(&file)?;
+            let opts = inspect::Options { base: base.0, semantics: relocs.into() };
+            let ins = inspect::inspect(&bytes, &opts)?;
+            let text = if json { inspect::render_json(&ins) } else { inspect::render_text(&ins) };
+            print!("{text}");
+            if json {
+                println!();
+            }
+            Ok(())
+        }
+        Some(Cmd::Check { file, host, profile, kernel, json }) => {
+            let bytes = read(&file)?;
+            let opts = check::Options {
+                host: host.map(Into::into),
+                profile: profile.map(Into::into),
+                kernel: kernel.into(),
+            };
+            let loaded = check::check(&bytes, &opts)?;
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "warnings": loaded.warnings}));
+            } else {
+                println!("{}: ok", file.display());
+            }
+            Ok(())
+        }
+        Some(Cmd::Verify { old, new, base, json }) => {
+            let old_bytes = read(&old)?;
+            let new_bytes = read(&new)?;
+            let loaded = check::check(&new_bytes, &check::Options::default())?;
+            // The note says how NEW was made; explicit flags win.
+            let (note_base, note_relocs) = loaded
+                .provenance
+                .as_ref()
+                .map(|p| (Some(p.base), p.relocs.parse().ok()))
+                .unwrap_or((None, None));
+            let base = base.map(|b| b.0).or(note_base).unwrap_or(convert::DEFAULT_BASE);
+            let semantics = note_relocs.unwrap_or_default();
+            let legacy = convert::load_legacy(&old_bytes, base, semantics)?;
+            let report = verify::verify(&legacy, &loaded);
+            let summary = convert::report_summary(&report);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            }
+            if report.equivalent && report.entry_ok {
+                if !json {
+                    println!("equivalent");
+                    eprintln!("{summary}");
+                }
+                Ok(())
+            } else {
+                Err(CliError::NotEquivalent { path: new, old, summary })
+            }
+        }
+        Some(Cmd::Man { dir }) => {
+            let cmd = Cli::command();
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| CliError::Write { path: dir.clone(), source })?;
+            let path = dir.join("vpe-migrate.1");
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map_err(|source| CliError::Write { path: path.clone(), source })?;
+            write_atomic(&path, &buf, None)
+        }
+        Some(Cmd::Completions { shell }) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "vpe-migrate", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Read { path: path.to_owned(), source })
+}
+
+fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
+    let bytes = read(&args.old)?;
+    let conv: Conversion = convert::convert(&bytes, &args.options())?;
+    for w in conv.warnings() {
+        for (i, line) in w.lines().enumerate() {
+            if i == 0 {
+                eprintln!("warning: {line}");
+            } else {
+                eprintln!("         {line}");
+            }
+        }
+    }
+    write_atomic(&args.new, &conv.firmware, Some(&args.old))?;
+    if args.json {
+        let v = serde_json::json!({
+            "output": args.new,
+            "sha256": convert::sha256_hex(&conv.firmware),
+            "input_sha256": conv.input_sha256,
+            "entry": format!("{:#010x}", conv.loaded.image.entry),
+            "start": format!("{:#010x}", conv.legacy.entry),
+            "vpe_shared": conv.legacy.shared.map(|a| format!("{a:#010x}")),
+            "verify": convert::report_summary(&conv.report),
+            "warnings": conv.warnings(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!(
+            "{}: remoteproc firmware, entry {:#010x} -> __start {:#010x}, {} resource entries, {}",
+            args.new.display(),
+            conv.loaded.image.entry,
+            conv.legacy.entry,
+            conv.loaded.table.entries.len(),
+            convert::report_summary(&conv.report)
+        );
+    }
+    Ok(())
+}
+
+/// Write `data` to `path` via a temporary file in the same directory, fsync, rename. Never
+/// replaces `input` (same file by identity, not just by name).
+fn write_atomic(path: &Path, data: &[u8], input: Option<&Path>) -> Result<(), CliError> {
+    if let Some(input) = input {
+        if same_file(input, path) {
+            return Err(CliError::OutputIsInput { path: path.to_owned() });
+        }
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let werr = |source| CliError::Write { path: path.to_owned(), source };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".vpe-migrate.")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(werr)?;
+    tmp.write_all(data).map_err(werr)?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(werr)?;
+    }
+    tmp.as_file().sync_all().map_err(werr)?;
+    tmp.persist(path).map_err(|e| werr(e.error))?;
+    // Make the rename itself durable.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}

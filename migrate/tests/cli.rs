@@ -1,0 +1,222 @@
+//! The CLI contract, through the real binary: exit codes, `error:` first lines, atomic
+//! output, never overwriting the input, the legacy messages for bad inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vpe-migrate"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bin").join(name)
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> Output {
+    bin().args(args).output().expect("run vpe-migrate")
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn first_line(o: &Output) -> String {
+    stderr(o).lines().next().unwrap_or_default().to_string()
+}
+
+/// Entries of `dir` (to prove nothing, not even a temp file, was left behind).
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Convert `input` bytes (written to a temp dir) and expect rejection with `expect` in the
+/// first line; asserts exit 1 and that the output file does not exist.
+fn expect_rejected(input: &[u8], extra: &[&str], expect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in.elf");
+    std::fs::write(&inp, input).unwrap();
+    let out = dir.path().join("out.fw");
+    let mut args: Vec<&std::ffi::OsStr> = extra.iter().map(|s| os(s)).collect();
+    args.push(inp.as_os_str());
+    args.push(out.as_os_str());
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let line = first_line(&o);
+    assert!(line.starts_with("error: "), "first line: {line}");
+    assert!(line.contains(expect), "expected `{expect}` in: {line}");
+    assert_eq!(entries(dir.path()), vec!["in.elf".to_string()], "no output, no temp file");
+}
+
+#[test]
+fn converts_checks_and_verifies_the_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hello.fw");
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sp/hello.o");
+    let o = run(&[ex.as_os_str(), out.as_os_str()]);
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("equivalent"));
+    let o = run(&[os("check"), out.as_os_str(), os("--host"), os("big"), os("--profile"), os("mips-rproc")]);
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    let o = run(&[os("verify"), ex.as_os_str(), out.as_os_str()]);
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "equivalent");
+    // The same input and options give byte-identical output.
+    let out2 = dir.path().join("again.fw");
+    let o = run(&[os("convert"), ex.as_os_str(), out2.as_os_str()]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap());
+}
+
+#[test]
+fn check_rejects_wrong_host_order_with_the_kernel_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hello.fw");
+    let o = run(&[fixture("hello.be.o").as_os_str(), out.as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[os("check"), out.as_os_str(), os("--host"), os("little")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(first_line(&o), "error: Unsupported firmware endianness");
+    // And the converter refuses a host mismatch up front.
+    let o = run(&[os("--host"), os("little"), fixture("hello.be.o").as_os_str(), dir.path().join("x").as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(first_line(&o).contains("Unsupported firmware endianness"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_reports_the_first_differing_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hello.fw");
+    assert!(run(&[fixture("hello.le.o").as_os_str(), out.as_os_str()]).status.success());
+    // Verify against a different program: must not say equivalent.
+    let o = run(&[os("verify"), fixture("features.le.o").as_os_str(), out.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(first_line(&o).contains("first difference at 0x"), "{}", stderr(&o));
+}
+
+#[test]
+fn garbage_is_rejected_with_the_legacy_message_and_no_output() {
+    expect_rejected(b"hello", &[], "VPE loader: only elf files are supported");
+    expect_rejected(b"", &[], "VPE loader: only elf files are supported");
+}
+
+fn patched(name: &str, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = std::fs::read(fixture(name)).unwrap();
+    f(&mut b);
+    b
+}
+
+#[test]
+fn header_cases_of_the_legacy_loader() {
+    const WRONG: &str = "VPE loader: program wrong arch or weird elf version";
+    // e_machine 3 (big-endian field at 18)
+    expect_rejected(&patched("hello.be.o", |b| b[18..20].copy_from_slice(&[0, 3])), &[], WRONG);
+    // ET_DYN
+    expect_rejected(&patched("hello.be.o", |b| b[16..18].copy_from_slice(&[0, 3])), &[], WRONG);
+    // e_shentsize 41
+    expect_rejected(&patched("hello.be.o", |b| b[46..48].copy_from_slice(&[0, 41])), &[], WRONG);
+    // ELFCLASS64
+    expect_rejected(&patched("hello.be.o", |b| b[4] = 2), &[], WRONG);
+    // EF_MIPS_ABI2 (e_flags at 36, big-endian; bit 0x20 in the last byte)
+    expect_rejected(&patched("hello.be.o", |b| b[39] |= 0x20), &[], WRONG);
+    // little-endian file: the same field in the other byte order
+    expect_rejected(&patched("hello.le.o", |b| b[18..20].copy_from_slice(&[3, 0])), &[], WRONG);
+}
+
+#[test]
+fn truncated_file_names_the_legacy_message() {
+    let b = std::fs::read(fixture("hello.be.o")).unwrap();
+    expect_rejected(&b[..b.len() - 1], &[], "truncated");
+    expect_rejected(&b[..60], &[], "truncated");
+}
+
+#[test]
+fn missing_start_is_rejected() {
+    expect_rejected(
+        &std::fs::read(fixture("no_start.be.o")).unwrap(),
+        &[],
+        "VPE loader: program does not contain a __start symbol",
+    );
+}
+
+#[test]
+fn semantics_disagreement_lists_sites_and_asks_for_a_choice() {
+    let b = std::fs::read(fixture("common.be.o")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in.o");
+    std::fs::write(&inp, &b).unwrap();
+    let o = run(&[inp.as_os_str(), dir.path().join("o").as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("--relocs legacy") && e.contains("--relocs elf"), "{e}");
+    assert!(e.contains("COMMON"), "{e}");
+    for r in ["legacy", "elf"] {
+        let out = dir.path().join(format!("{r}.fw"));
+        let o = run(&[os("--relocs"), os(r), inp.as_os_str(), out.as_os_str()]);
+        assert!(o.status.success(), "--relocs {r}: {}", stderr(&o));
+        let o = run(&[os("verify"), inp.as_os_str(), out.as_os_str()]);
+        assert!(o.status.success(), "verify --relocs {r}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn never_overwrites_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in.o");
+    let orig = std::fs::read(fixture("hello.be.o")).unwrap();
+    std::fs::write(&inp, &orig).unwrap();
+    let o = run(&[inp.as_os_str(), inp.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(first_line(&o).contains("refusing to overwrite the input"));
+    assert_eq!(std::fs::read(&inp).unwrap(), orig);
+    // Also through another name for the same file.
+    let link = dir.path().join("link.o");
+    std::fs::hard_link(&inp, &link).unwrap();
+    let o = run(&[inp.as_os_str(), link.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read(&inp).unwrap(), orig);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(run(&[]).status.code(), Some(2));
+    assert_eq!(run(&[os("only-one-arg")]).status.code(), Some(2));
+    assert_eq!(run(&[os("--profile"), os("nope"), os("a"), os("b")]).status.code(), Some(2));
+    assert_eq!(run(&[os("--base"), os("0xzz"), os("a"), os("b")]).status.code(), Some(2));
+}
+
+#[test]
+fn help_documents_every_option_and_man_and_completions_generate() {
+    let o = run(&[os("convert"), os("--help")]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    for opt in [
+        "--profile", "--base", "--relocs", "--ntcs", "--memsize", "--extra-mem", "--trace",
+        "--no-trampoline", "--host", "--json",
+    ] {
+        assert!(h.contains(opt), "convert --help lacks {opt}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&[os("man"), dir.path().as_os_str()]);
+    assert!(o.status.success());
+    let man = std::fs::read_to_string(dir.path().join("vpe-migrate.1")).unwrap();
+    assert!(man.contains(".TH") && man.contains("vpe\\-migrate"), "{man}");
+    let o = run(&[os("completions"), os("bash")]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("vpe-migrate"));
+}
+
+#[test]
+fn inspect_json_is_valid_json() {
+    let o = run(&[os("inspect"), os("--json"), fixture("hello.le.o").as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["format"], "legacy");
+}

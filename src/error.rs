@@ -1,0 +1,102 @@
+//! The one error type of the `vpe` crate.
+//!
+//! Where the legacy kernel or the remoteproc core printed a message for a condition, the
+//! `Display` text starts with that message verbatim (people grep dmesg for it) and then says
+//! where the problem is. Addresses are printed as `{:#010x}`.
+//!
+//! Helpers: add variants here with named fields; never reuse a variant for a different meaning.
+
+use thiserror::Error;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- legacy loader (arch/mips/kernel/vpe.c) -------------------------------------------
+    /// Not starting with `\x7fELF`.
+    #[error("VPE loader: only elf files are supported ({detail})")]
+    NotElf { detail: String },
+
+    /// Magic, `e_type`, `elf_check_arch` or `e_shentsize` rejected.
+    #[error("VPE loader: program wrong arch or weird elf version ({detail})")]
+    WrongArch { detail: String },
+
+    /// Section header table beyond the end of the data.
+    #[error(
+        "VPE loader: program length {len} truncated (section headers at {shoff:#010x} + {shnum} x 40 end past the {len}-byte file)"
+    )]
+    HeadersTruncated { len: u64, shoff: u32, shnum: u16 },
+
+    /// A section's contents beyond the end of the data (note: the kernel's text has no
+    /// "loader:").
+    #[error(
+        "VPE program length {len} truncated (section [{index}] {name} at {offset:#010x} size {size:#010x} ends past the file)"
+    )]
+    SectionTruncated { len: u64, index: usize, name: String, offset: u32, size: u32 },
+
+    /// A structural problem the legacy kernel did not check (it would have read out of
+    /// bounds or oopsed); `what` names the field, `at` the file offset.
+    #[error("malformed ELF: {what} (at file offset {at:#010x})")]
+    Malformed { what: String, at: u64 },
+
+    /// `__start` missing (or 0).
+    #[error("VPE loader: program does not contain a __start symbol")]
+    NoStart,
+
+    /// A relocation the legacy kernel could not apply.
+    #[error(
+        "VPE loader: .text+{r_offset:#x} relocation type {type_name} for symbol \"{symbol}\" failed: {reason} (relocation #{index} in {section}, target {target} at {location:#010x}, r_type {r_type})"
+    )]
+    Relocation {
+        index: usize,
+        section: String,
+        target: String,
+        r_offset: u32,
+        location: u32,
+        r_type: u8,
+        type_name: String,
+        symbol: String,
+        reason: String,
+    },
+
+    /// SHT_RELA on an ALLOC target.
+    #[error("module VPE loader: REL relocation unsupported (section [{index}] {section} is SHT_RELA)")]
+    Rela { index: usize, section: String },
+
+    /// Legacy and standard ELF relocation semantics disagree; one line per site.
+    #[error(
+        "relocation semantics differ between the legacy VPE loader and the MIPS ELF ABI at {} site(s):\n{}\nchoose --relocs legacy (bit-for-bit what the old kernel did) or --relocs elf (standard semantics)",
+        sites.len(),
+        sites.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n")
+    )]
+    SemanticsDiffer { sites: Vec<String> },
+
+    // ---- remoteproc kernel rules (drivers/remoteproc/*) ------------------------------------
+    /// The kernel would refuse the firmware; `message` is the kernel's text, `errno` what the
+    /// `state` write returns, `detail` says where.
+    #[error("{message}{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
+    Kernel { message: String, errno: i32, detail: String },
+
+    /// The kernel would accept the firmware but it would not work (silent failures, profile
+    /// geometry).
+    #[error("{message}")]
+    Firmware { message: String },
+
+    // ---- conversion -----------------------------------------------------------------------
+    /// A request the converter cannot honour (bad option combination, address out of range).
+    #[error("{message}")]
+    Convert { message: String },
+}
+
+impl Error {
+    /// The errno a `/dev/vpe1` or `state` write would report for this error.
+    pub fn errno(&self) -> i32 {
+        const ENOEXEC: i32 = 8;
+        match self {
+            Error::Kernel { errno, .. } => *errno,
+            _ => ENOEXEC,
+        }
+    }
+}

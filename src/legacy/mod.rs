@@ -1,0 +1,1 @@
+//! Model of `vpe_elfload` (arch/mips/kernel/vpe.c). Being written.

@@ -1,0 +1,20 @@
+//! `vpe`: pure models for moving legacy MIPS VPE ("SP") programs to remoteproc.
+//!
+//! The pipeline reads like the data flows (see `docs/ARCHITECTURE.md`):
+//! bytes → [`elf::read`] → [`legacy`] (what `vpe_elfload` would have put in memory) →
+//! [`image::Image`] → [`rproc::firmware`] (remoteproc ELF) → [`rproc::check`] (the kernel's
+//! rules) → [`image::Image`] again (what remoteproc would load). `verify` compares the two.
+//!
+//! Nothing in this crate does I/O on devices, parses command lines or talks FUSE.
+
+pub mod convert;
+pub mod elf;
+pub mod error;
+pub mod image;
+pub mod inspect;
+pub mod legacy;
+pub mod remoteproc;
+pub mod rproc;
+
+pub use error::{Error, Result};
+pub use image::Image;

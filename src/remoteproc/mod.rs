@@ -1,0 +1,93 @@
+//! Driving a remote processor: the real one through sysfs, or a simulated one that applies
+//! the kernel's rules exactly (the default of `vpe-compat`, so it runs on any Linux box).
+
+pub mod sim;
+pub mod sysfs;
+
+use serde::Serialize;
+
+use crate::error::Result;
+
+/// `rproc_state_string[]` (drivers/remoteproc/remoteproc_sysfs.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RprocState {
+    Offline,
+    Suspended,
+    Running,
+    Crashed,
+    Deleted,
+    Attached,
+    Detached,
+    Invalid,
+}
+
+impl RprocState {
+    /// The word sysfs `state` reads (without the newline).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RprocState::Offline => "offline",
+            RprocState::Suspended => "suspended",
+            RprocState::Running => "running",
+            RprocState::Crashed => "crashed",
+            RprocState::Deleted => "deleted",
+            RprocState::Attached => "attached",
+            RprocState::Detached => "detached",
+            RprocState::Invalid => "invalid",
+        }
+    }
+
+    /// Parse what sysfs `state` reads (a trailing newline is accepted).
+    pub fn parse(s: &str) -> RprocState {
+        match s.trim_end_matches('\n') {
+            "offline" => RprocState::Offline,
+            "suspended" => RprocState::Suspended,
+            "running" => RprocState::Running,
+            "crashed" => RprocState::Crashed,
+            "deleted" => RprocState::Deleted,
+            "attached" => RprocState::Attached,
+            "detached" => RprocState::Detached,
+            _ => RprocState::Invalid,
+        }
+    }
+}
+
+/// What happened when a firmware was started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StartOutcome {
+    /// Name written to `firmware` (relative to the firmware directory).
+    pub firmware: String,
+    /// State read back after `start`.
+    pub state: RprocState,
+    /// If the start failed and the previous good firmware was started again: its name and
+    /// the error of the failed start.
+    pub rolled_back: Option<Rollback>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rollback {
+    pub failed_error: String,
+    pub restored_firmware: String,
+    pub restored_state: RprocState,
+}
+
+/// A remote processor the shim can stop and (re)start.
+///
+/// All methods are synchronous, like sysfs writes: `start` returns when the kernel has
+/// booted the firmware or refused it.
+pub trait Backend: Send {
+    /// `"sim"` or `"sysfs"`.
+    fn kind(&self) -> &'static str;
+    /// Current state.
+    fn state(&mut self) -> Result<RprocState>;
+    /// Stop the running program; no-op (Ok) when already offline.
+    fn stop(&mut self) -> Result<()>;
+    /// Install `firmware` (sha256 `sha256`, lowercase hex), stop whatever runs, point the
+    /// rproc at it and start it. On failure, roll back to the previous good firmware if
+    /// enabled, and report both outcomes: a failed start that was rolled back is
+    /// `Ok(StartOutcome { rolled_back: Some(..), .. })` (the caller reports the failure), a
+    /// failed start without rollback is `Err` with the kernel's message and errno.
+    fn install_and_start(&mut self, firmware: &[u8], sha256: &str) -> Result<StartOutcome>;
+    /// Name of the firmware currently configured, if any.
+    fn firmware_name(&mut self) -> Option<String>;
+}

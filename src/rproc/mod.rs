@@ -1,0 +1,1 @@
+//! remoteproc firmware: resource table, writer, kernel-rule checker. Being written.
