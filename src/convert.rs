@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::elf::{
     read::{Ehdr, Reader},
-    Endian, ELFMAG, ET_EXEC, ET_REL};
+    Endian, ELFMAG, ET_EXEC, ET_REL,
+};
 use crate::error::{Error, Result};
 use crate::image::{Image, InputKind, RelocSemantics};
 use crate::legacy;
@@ -125,7 +126,12 @@ pub struct Conversion {
 impl Conversion {
     /// Warnings from every stage, legacy loader first.
     pub fn warnings(&self) -> Vec<String> {
-        let mut w: Vec<String> = self.legacy.warnings.iter().map(|w| w.message.clone()).collect();
+        let mut w: Vec<String> = self
+            .legacy
+            .warnings
+            .iter()
+            .map(|w| w.message.clone())
+            .collect();
         w.extend(self.loaded.warnings.iter().cloned());
         w
     }
@@ -152,7 +158,11 @@ pub fn effective_base(opts: &Options) -> Result<u32> {
 
 /// Load a legacy input the way `/dev/vpe1` would have (for `inspect` and `verify`).
 pub fn load_legacy(bytes: &[u8], base: u32, semantics: RelocSemantics) -> Result<Image> {
-    let opts = legacy::Options { base, semantics, capacity: None };
+    let opts = legacy::Options {
+        base,
+        semantics,
+        capacity: None,
+    };
     legacy::load(bytes, &opts)
 }
 
@@ -180,7 +190,11 @@ pub fn convert(bytes: &[u8], opts: &Options) -> Result<Conversion> {
         }
     }
     let needs_base = sniff(bytes) == Format::LegacyRel;
-    let base = if needs_base { effective_base(opts)? } else { opts.base.unwrap_or(0) };
+    let base = if needs_base {
+        effective_base(opts)?
+    } else {
+        opts.base.unwrap_or(0)
+    };
     let legacy = load_legacy(bytes, base, opts.semantics)?;
     let input_sha256 = sha256_hex(bytes);
     let provenance = Provenance {
@@ -228,7 +242,13 @@ pub fn convert(bytes: &[u8], opts: &Options) -> Result<Conversion> {
             ),
         });
     }
-    Ok(Conversion { firmware: fw, legacy, loaded, report, input_sha256 })
+    Ok(Conversion {
+        firmware: fw,
+        legacy,
+        loaded,
+        report,
+        input_sha256,
+    })
 }
 
 /// One line saying how a verification came out.
@@ -241,8 +261,10 @@ pub fn report_summary(r: &Report) -> String {
         (Some(d), _) => format!(
             "first difference at {:#010x}: legacy {} firmware {}",
             d.addr,
-            d.legacy.map_or("unloaded".to_string(), |b| format!("{b:#04x}")),
-            d.firmware.map_or("unloaded".to_string(), |b| format!("{b:#04x}"))
+            d.legacy
+                .map_or("unloaded".to_string(), |b| format!("{b:#04x}")),
+            d.firmware
+                .map_or("unloaded".to_string(), |b| format!("{b:#04x}"))
         ),
         (None, false) => format!("entry path does not reach __start ({:?})", r.entry),
     }

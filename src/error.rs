@@ -11,6 +11,24 @@ use thiserror::Error;
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Where a relocation is: which entry of which relocation section, patching what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelocationSite {
+    /// Index of the entry in its relocation section.
+    pub index: usize,
+    /// The relocation section (e.g. `.rel.text`).
+    pub section: String,
+    /// The section it patches (e.g. `.text`).
+    pub target: String,
+    pub r_offset: u32,
+    /// Final address of the patched word.
+    pub location: u32,
+    pub r_type: u8,
+    /// The kernel's name (`MIPS_26`, ... or `UNKNOWN`).
+    pub type_name: String,
+    pub symbol: String,
+}
+
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -34,7 +52,13 @@ pub enum Error {
     #[error(
         "VPE program length {len} truncated (section [{index}] {name} at {offset:#010x} size {size:#010x} ends past the file)"
     )]
-    SectionTruncated { len: u64, index: usize, name: String, offset: u32, size: u32 },
+    SectionTruncated {
+        len: u64,
+        index: usize,
+        name: String,
+        offset: u32,
+        size: u32,
+    },
 
     /// A structural problem the legacy kernel did not check (it would have read out of
     /// bounds or oopsed); `what` names the field, `at` the file offset.
@@ -45,24 +69,21 @@ pub enum Error {
     #[error("VPE loader: program does not contain a __start symbol")]
     NoStart,
 
-    /// A relocation the legacy kernel could not apply.
+    /// A relocation the legacy kernel could not apply. The site is boxed so that `Result`s
+    /// stay small on the hot path.
     #[error(
-        "VPE loader: .text+{r_offset:#x} relocation type {type_name} for symbol \"{symbol}\" failed: {reason} (relocation #{index} in {section}, target {target} at {location:#010x}, r_type {r_type})"
+        "VPE loader: .text+{:#x} relocation type {} for symbol \"{}\" failed: {reason} (relocation #{} in {}, target {} at {:#010x}, r_type {})",
+        site.r_offset, site.type_name, site.symbol, site.index, site.section, site.target, site.location, site.r_type
     )]
     Relocation {
-        index: usize,
-        section: String,
-        target: String,
-        r_offset: u32,
-        location: u32,
-        r_type: u8,
-        type_name: String,
-        symbol: String,
+        site: Box<RelocationSite>,
         reason: String,
     },
 
     /// SHT_RELA on an ALLOC target.
-    #[error("module VPE loader: REL relocation unsupported (section [{index}] {section} is SHT_RELA)")]
+    #[error(
+        "module VPE loader: REL relocation unsupported (section [{index}] {section} is SHT_RELA)"
+    )]
     Rela { index: usize, section: String },
 
     /// Legacy and standard ELF relocation semantics disagree; one line per site.
@@ -77,12 +98,23 @@ pub enum Error {
     /// The kernel would refuse the firmware; `message` is the kernel's text, `errno` what the
     /// `state` write returns, `detail` says where.
     #[error("{message}{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
-    Kernel { message: String, errno: i32, detail: String },
+    Kernel {
+        message: String,
+        errno: i32,
+        detail: String,
+    },
 
     /// The kernel would accept the firmware but it would not work (silent failures, profile
     /// geometry).
     #[error("{message}")]
     Firmware { message: String },
+
+    // ---- driving a remote processor (remoteproc::sysfs, remoteproc::sim) -------------------
+    /// A sysfs attribute access or the firmware install failed. `message` names the instance,
+    /// the attribute, the value and what the errno means; `errno` is what the kernel or the
+    /// file system returned (0 when there was none, e.g. a name refused before any I/O).
+    #[error("{message}")]
+    Backend { message: String, errno: i32 },
 
     // ---- conversion -----------------------------------------------------------------------
     /// A request the converter cannot honour (bad option combination, address out of range).
@@ -96,6 +128,7 @@ impl Error {
         const ENOEXEC: i32 = 8;
         match self {
             Error::Kernel { errno, .. } => *errno,
+            Error::Backend { errno, .. } if *errno != 0 => *errno,
             _ => ENOEXEC,
         }
     }

@@ -91,7 +91,9 @@ impl std::str::FromStr for RelocSemantics {
             "strict" => Ok(RelocSemantics::Strict),
             "legacy" => Ok(RelocSemantics::Legacy),
             "elf" => Ok(RelocSemantics::Elf),
-            _ => Err(format!("unknown relocation semantics `{s}` (strict, legacy, elf)")),
+            _ => Err(format!(
+                "unknown relocation semantics `{s}` (strict, legacy, elf)"
+            )),
         }
     }
 }
@@ -125,7 +127,9 @@ pub struct Warning {
 
 impl Warning {
     pub fn new(message: impl Into<String>) -> Self {
-        Warning { message: message.into() }
+        Warning {
+            message: message.into(),
+        }
     }
 }
 
@@ -168,6 +172,9 @@ impl Image {
 
     /// Value of the first symbol called `name`, if kept.
     pub fn symbol(&self, name: &str) -> Option<u32> {
-        self.symbols.iter().find(|s| s.name == name).map(|s| s.value)
+        self.symbols
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.value)
     }
 }

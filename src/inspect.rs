@@ -26,7 +26,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { base: convert::DEFAULT_BASE, semantics: RelocSemantics::Strict }
+        Options {
+            base: convert::DEFAULT_BASE,
+            semantics: RelocSemantics::Strict,
+        }
     }
 }
 
@@ -98,7 +101,9 @@ pub fn inspect(bytes: &[u8], opts: &Options) -> Result<Inspection> {
         // Say exactly what the legacy loader would have said.
         return Err(convert::load_legacy(bytes, opts.base, opts.semantics)
             .err()
-            .unwrap_or_else(|| Error::NotElf { detail: "unrecognized input".into() }));
+            .unwrap_or_else(|| Error::NotElf {
+                detail: "unrecognized input".into(),
+            }));
     }
     let h = Ehdr::parse(bytes)?;
     let header = Header {
@@ -128,7 +133,13 @@ pub fn inspect(bytes: &[u8], opts: &Options) -> Result<Inspection> {
     }
     let load = convert::load_legacy(bytes, opts.base, opts.semantics).map_err(|e| e.to_string());
     let image_sha256 = load.as_ref().ok().map(image_sha256);
-    Ok(Inspection::Legacy { sha256, size: bytes.len(), header, load, image_sha256 })
+    Ok(Inspection::Legacy {
+        sha256,
+        size: bytes.len(),
+        header,
+        load,
+        image_sha256,
+    })
 }
 
 /// sha256 over the loaded bytes of every segment in address order, each zero-filled to its
@@ -139,7 +150,10 @@ pub fn image_sha256(img: &Image) -> String {
         buf.extend_from_slice(&s.addr.to_be_bytes());
         buf.extend_from_slice(&s.mem_size.to_be_bytes());
         buf.extend_from_slice(&s.data);
-        buf.resize(buf.len() + (s.mem_size as usize).saturating_sub(s.data.len()), 0);
+        buf.resize(
+            buf.len() + (s.mem_size as usize).saturating_sub(s.data.len()),
+            0,
+        );
     }
     sha256_hex(&buf)
 }
@@ -190,7 +204,11 @@ fn section_headers(bytes: &[u8], h: &Ehdr) -> Vec<SectionHeader> {
                 "{}{}{}",
                 if s.sh_flags & SHF_WRITE != 0 { "W" } else { "" },
                 if s.sh_flags & SHF_ALLOC != 0 { "A" } else { "" },
-                if s.sh_flags & SHF_EXECINSTR != 0 { "X" } else { "" }
+                if s.sh_flags & SHF_EXECINSTR != 0 {
+                    "X"
+                } else {
+                    ""
+                }
             ),
             align: s.sh_addralign,
         })
@@ -331,7 +349,11 @@ fn render_image(out: &mut String, img: &Image, with_symbols: bool) {
                     "{}{}{}",
                     if s.flags & SHF_WRITE != 0 { "W" } else { "" },
                     if s.flags & SHF_ALLOC != 0 { "A" } else { "" },
-                    if s.flags & SHF_EXECINSTR != 0 { "X" } else { "" }
+                    if s.flags & SHF_EXECINSTR != 0 {
+                        "X"
+                    } else {
+                        ""
+                    }
                 ),
                 sh_type_name(s.sh_type)
             );
@@ -360,7 +382,13 @@ fn render_image(out: &mut String, img: &Image, with_symbols: bool) {
 pub fn render_text(ins: &Inspection) -> String {
     let mut out = String::new();
     match ins {
-        Inspection::Legacy { sha256, size, header, load, image_sha256 } => {
+        Inspection::Legacy {
+            sha256,
+            size,
+            header,
+            load,
+            image_sha256,
+        } => {
             let _ = writeln!(out, "legacy VPE program: {size} bytes, sha256 {sha256}");
             render_header(&mut out, header);
             match load {
@@ -381,7 +409,14 @@ pub fn render_text(ins: &Inspection) -> String {
                 }
             }
         }
-        Inspection::Firmware { sha256, size, header, program_headers, sections, check } => {
+        Inspection::Firmware {
+            sha256,
+            size,
+            header,
+            program_headers,
+            sections,
+            check,
+        } => {
             let _ = writeln!(out, "remoteproc firmware: {size} bytes, sha256 {sha256}");
             render_header(&mut out, header);
             let _ = writeln!(out, "program headers:");
@@ -445,7 +480,11 @@ fn render_loaded(out: &mut String, l: &Loaded) {
             );
         }
         None => {
-            let _ = writeln!(out, "trampoline: none (e_entry {:#010x} is entered directly)", l.image.entry);
+            let _ = writeln!(
+                out,
+                "trampoline: none (e_entry {:#010x} is entered directly)",
+                l.image.entry
+            );
         }
     }
     match &l.provenance {
@@ -482,7 +521,14 @@ pub fn describe_resource(r: &Resource) -> String {
         Resource::Trace { da, len, name, .. } => {
             format!("TRACE da {da:#010x} len {len:#x} name \"{name}\"")
         }
-        Resource::Vdev { id, notifyid, num_of_vrings, vrings, config_len, .. } => {
+        Resource::Vdev {
+            id,
+            notifyid,
+            num_of_vrings,
+            vrings,
+            config_len,
+            ..
+        } => {
             let mut s = format!(
                 "VDEV id {id} notifyid {notifyid} vrings {num_of_vrings} config_len {config_len}"
             );

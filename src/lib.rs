@@ -5,7 +5,8 @@
 //! [`image::Image`] → [`rproc::firmware`] (remoteproc ELF) → [`rproc::check`] (the kernel's
 //! rules) → [`image::Image`] again (what remoteproc would load). `verify` compares the two.
 //!
-//! Nothing in this crate does I/O on devices, parses command lines or talks FUSE.
+//! Nothing in this crate parses command lines or talks FUSE; the only device I/O is the
+//! sysfs remoteproc backend (`remoteproc::sysfs`), behind a small attribute-I/O trait.
 
 pub mod convert;
 pub mod elf;

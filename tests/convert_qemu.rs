@@ -12,7 +12,13 @@ use vpe::elf::Endian;
 use vpe::image::RelocSemantics;
 
 /// Convert `input` with `opts`, write the firmware to `dir`, run it.
-fn convert_and_run(input: &[u8], opts: &Options, dir: &Path, name: &str, endian: Endian) -> (Vec<u8>, i32) {
+fn convert_and_run(
+    input: &[u8],
+    opts: &Options,
+    dir: &Path,
+    name: &str,
+    endian: Endian,
+) -> (Vec<u8>, i32) {
     let conv = convert::convert(input, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
     let fw = dir.join(format!("{name}.fw"));
     std::fs::write(&fw, &conv.firmware).unwrap();
@@ -20,10 +26,19 @@ fn convert_and_run(input: &[u8], opts: &Options, dir: &Path, name: &str, endian:
 }
 
 /// The reference: GNU ld places the object's sections where the legacy layout put them.
-fn reference_run(obj: &str, semantics: RelocSemantics, dir: &Path, endian: Endian) -> (Vec<u8>, i32) {
+fn reference_run(
+    obj: &str,
+    semantics: RelocSemantics,
+    dir: &Path,
+    endian: Endian,
+) -> (Vec<u8>, i32) {
     let bytes = fixture_bytes(obj);
     let img = convert::load_legacy(&bytes, convert::DEFAULT_BASE, semantics).unwrap();
-    let sections: Vec<(String, u32)> = img.sections.iter().map(|s| (s.name.clone(), s.addr)).collect();
+    let sections: Vec<(String, u32)> = img
+        .sections
+        .iter()
+        .map(|s| (s.name.clone(), s.addr))
+        .collect();
     let script = legacy_order_script(&sections);
     let out = dir.join(format!("{obj}.ld"));
     ld_reference(&fixture(obj), endian, &script, &out);
@@ -39,16 +54,27 @@ fn check_rel(program: &str, semantics: RelocSemantics) {
         let dir = tempdir();
         let obj = format!("{program}.{tag}.o");
         let reference = reference_run(&obj, semantics, dir.path(), endian);
-        assert!(!reference.0.is_empty(), "{obj}: the reference printed nothing");
+        assert!(
+            !reference.0.is_empty(),
+            "{obj}: the reference printed nothing"
+        );
         // ntcs 0 / memsize 0: qemu-user starts the reference with $a2 = $a3 = 0.
-        let opts = Options { semantics, ntcs: 0, memsize: 0, ..Options::default() };
+        let opts = Options {
+            semantics,
+            ntcs: 0,
+            memsize: 0,
+            ..Options::default()
+        };
         let got = convert_and_run(&fixture_bytes(&obj), &opts, dir.path(), &obj, endian);
         assert_eq!(
             String::from_utf8_lossy(&got.0),
             String::from_utf8_lossy(&reference.0),
             "{obj}: output differs from GNU ld's"
         );
-        assert_eq!(got.1, reference.1, "{obj}: exit status differs from GNU ld's");
+        assert_eq!(
+            got.1, reference.1,
+            "{obj}: exit status differs from GNU ld's"
+        );
     }
 }
 
@@ -84,7 +110,10 @@ fn executables_run_like_the_original() {
             let dir = tempdir();
             let exe = format!("{program}.{tag}.exe");
             let reference = run_qemu(&fixture(&exe), endian);
-            let opts = Options { ntcs: 0, ..Options::default() };
+            let opts = Options {
+                ntcs: 0,
+                ..Options::default()
+            };
             let got = convert_and_run(&fixture_bytes(&exe), &opts, dir.path(), &exe, endian);
             assert_eq!(
                 String::from_utf8_lossy(&got.0),
@@ -102,7 +131,51 @@ fn no_trampoline_enters_start_directly_and_still_runs() {
         let dir = tempdir();
         let obj = format!("hello.{tag}.o");
         let reference = reference_run(&obj, RelocSemantics::Strict, dir.path(), endian);
-        let opts = Options { trampoline: false, ..Options::default() };
+        let opts = Options {
+            trampoline: false,
+            ..Options::default()
+        };
+        let got = convert_and_run(&fixture_bytes(&obj), &opts, dir.path(), &obj, endian);
+        assert_eq!(got, reference, "{obj}");
+    }
+}
+
+#[test]
+fn regs_runs_like_gnu_ld() {
+    check_rel("regs", RelocSemantics::Strict);
+}
+
+/// `vpe_run` passed `$a2 = ntcs` and `$a3 = memsize`; remoteproc passes its own values, so the
+/// trampoline must set them. The `regs` fixture prints what `__start` received.
+#[test]
+fn trampoline_sets_a2_and_a3_like_vpe_run() {
+    for (endian, tag) in endians() {
+        let dir = tempdir();
+        let obj = format!("regs.{tag}.o");
+        let reference = reference_run(&obj, RelocSemantics::Strict, dir.path(), endian);
+        let ref_text = String::from_utf8_lossy(&reference.0).into_owned();
+        let ref_lines: Vec<&str> = ref_text.lines().collect();
+        assert_eq!(ref_lines.len(), 4, "{obj}: {ref_text}");
+        let opts = Options {
+            ntcs: 3,
+            memsize: 0x0100_0000,
+            ..Options::default()
+        };
+        let (out, code) = convert_and_run(&fixture_bytes(&obj), &opts, dir.path(), &obj, endian);
+        // $a0/$a1 pass through untouched (as qemu-user set them for the reference); $a2/$a3
+        // are what vpe_run would have set.
+        let expected = format!(
+            "{}\n{}\na2 0x00000003\na3 0x01000000\n",
+            ref_lines[0], ref_lines[1]
+        );
+        assert_eq!(String::from_utf8_lossy(&out), expected, "{obj}");
+        assert_eq!(code, 43, "{obj}");
+        // Without the trampoline __start sees what the loader (here qemu-user) left there,
+        // exactly as the GNU ld reference does.
+        let opts = Options {
+            trampoline: false,
+            ..Options::default()
+        };
         let got = convert_and_run(&fixture_bytes(&obj), &opts, dir.path(), &obj, endian);
         assert_eq!(got, reference, "{obj}");
     }

@@ -13,7 +13,11 @@ fn compare(obj: &str, endian: Endian, semantics: RelocSemantics) {
     let bytes = fixture_bytes(obj);
     let img = convert::load_legacy(&bytes, convert::DEFAULT_BASE, semantics)
         .unwrap_or_else(|e| panic!("{obj}: {e}"));
-    let sections: Vec<(String, u32)> = img.sections.iter().map(|s| (s.name.clone(), s.addr)).collect();
+    let sections: Vec<(String, u32)> = img
+        .sections
+        .iter()
+        .map(|s| (s.name.clone(), s.addr))
+        .collect();
     let dir = tempdir();
     let out = dir.path().join("ref");
     ld_reference(&fixture(obj), endian, &legacy_order_script(&sections), &out);
@@ -22,7 +26,11 @@ fn compare(obj: &str, endian: Endian, semantics: RelocSemantics) {
     let mut compared = 0;
     for s in &img.sections {
         // ld rewrites these (gp value, merged flags); they are not relocated program bytes.
-        if s.sh_type == SHT_MIPS_REGINFO || s.sh_type == SHT_MIPS_ABIFLAGS || s.sh_type == SHT_NOBITS || s.size == 0 {
+        if s.sh_type == SHT_MIPS_REGINFO
+            || s.sh_type == SHT_MIPS_ABIFLAGS
+            || s.sh_type == SHT_NOBITS
+            || s.size == 0
+        {
             continue;
         }
         let sh = ld
@@ -30,7 +38,11 @@ fn compare(obj: &str, endian: Endian, semantics: RelocSemantics) {
             .iter()
             .find(|h| ld.shdr_strtab.get_at(h.sh_name) == Some(s.name.as_str()))
             .unwrap_or_else(|| panic!("{obj}: ld output has no section {}", s.name));
-        assert_eq!(sh.sh_addr as u32, s.addr, "{obj}: {} placed differently by ld", s.name);
+        assert_eq!(
+            sh.sh_addr as u32, s.addr,
+            "{obj}: {} placed differently by ld",
+            s.name
+        );
         let theirs = &ld_bytes[sh.sh_offset as usize..][..s.size as usize];
         for (i, &b) in theirs.iter().enumerate() {
             let addr = s.addr + i as u32;
@@ -50,7 +62,11 @@ fn compare(obj: &str, endian: Endian, semantics: RelocSemantics) {
 fn relocated_bytes_equal_gnu_ld() {
     for program in ["hello", "features", "pc16"] {
         for (endian, tag) in [(Endian::Big, "be"), (Endian::Little, "le")] {
-            compare(&format!("{program}.{tag}.o"), endian, RelocSemantics::Strict);
+            compare(
+                &format!("{program}.{tag}.o"),
+                endian,
+                RelocSemantics::Strict,
+            );
         }
     }
 }

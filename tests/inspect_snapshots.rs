@@ -18,16 +18,32 @@ fn semantics_for(name: &str) -> RelocSemantics {
 }
 
 const INPUTS: &[&str] = &[
-    "hello.be.o", "hello.le.o", "features.be.o", "features.le.o", "pc16.be.o", "pc16.le.o",
-    "smalldata.be.o", "smalldata.le.o", "common.be.o", "common.le.o", "hello.be.exe",
-    "hello.le.exe", "features.be.exe", "features.le.exe",
+    "hello.be.o",
+    "hello.le.o",
+    "features.be.o",
+    "features.le.o",
+    "pc16.be.o",
+    "pc16.le.o",
+    "smalldata.be.o",
+    "smalldata.le.o",
+    "common.be.o",
+    "common.le.o",
+    "regs.be.o",
+    "regs.le.o",
+    "hello.be.exe",
+    "hello.le.exe",
+    "features.be.exe",
+    "features.le.exe",
 ];
 
 #[test]
 fn inspect_legacy_inputs() {
     for name in INPUTS {
         let bytes = fixture_bytes(name);
-        let opts = inspect::Options { semantics: semantics_for(name), ..Default::default() };
+        let opts = inspect::Options {
+            semantics: semantics_for(name),
+            ..Default::default()
+        };
         let text = inspect::render_text(&inspect::inspect(&bytes, &opts).unwrap());
         insta::assert_snapshot!(format!("legacy__{name}"), text);
     }
@@ -37,7 +53,10 @@ fn inspect_legacy_inputs() {
 fn inspect_converted_firmware() {
     for name in INPUTS {
         let bytes = fixture_bytes(name);
-        let opts = Options { semantics: semantics_for(name), ..Options::default() };
+        let opts = Options {
+            semantics: semantics_for(name),
+            ..Options::default()
+        };
         let conv = convert::convert(&bytes, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
         let ins = inspect::inspect(&conv.firmware, &inspect::Options::default()).unwrap();
         insta::assert_snapshot!(format!("firmware__{name}"), inspect::render_text(&ins));

@@ -22,13 +22,23 @@ enum CliError {
     #[error("{0}")]
     Vpe(#[from] vpe::Error),
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("refusing to overwrite the input {path} with the output")]
     OutputIsInput { path: PathBuf },
     #[error("{path}: not equivalent to {old}: {summary}")]
-    NotEquivalent { path: PathBuf, old: PathBuf, summary: String },
+    NotEquivalent {
+        path: PathBuf,
+        old: PathBuf,
+        summary: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,22 +56,42 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         None => {
-            let args = cli.convert.expect("clap requires OLD and NEW without a subcommand");
+            let args = cli
+                .convert
+                .expect("clap requires OLD and NEW without a subcommand");
             do_convert(&args)
         }
         Some(Cmd::Convert(args)) => do_convert(&args),
-        Some(Cmd::Inspect { file, base, relocs, json }) => {
+        Some(Cmd::Inspect {
+            file,
+            base,
+            relocs,
+            json,
+        }) => {
             let bytes = read(&file)?;
-            let opts = inspect::Options { base: base.0, semantics: relocs.into() };
+            let opts = inspect::Options {
+                base: base.0,
+                semantics: relocs.into(),
+            };
             let ins = inspect::inspect(&bytes, &opts)?;
-            let text = if json { inspect::render_json(&ins) } else { inspect::render_text(&ins) };
+            let text = if json {
+                inspect::render_json(&ins)
+            } else {
+                inspect::render_text(&ins)
+            };
             print!("{text}");
             if json {
                 println!();
             }
             Ok(())
         }
-        Some(Cmd::Check { file, host, profile, kernel, json }) => {
+        Some(Cmd::Check {
+            file,
+            host,
+            profile,
+            kernel,
+            json,
+        }) => {
             let bytes = read(&file)?;
             let opts = check::Options {
                 host: host.map(Into::into),
@@ -73,13 +103,21 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 eprintln!("warning: {w}");
             }
             if json {
-                println!("{}", serde_json::json!({"ok": true, "warnings": loaded.warnings}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "warnings": loaded.warnings})
+                );
             } else {
                 println!("{}: ok", file.display());
             }
             Ok(())
         }
-        Some(Cmd::Verify { old, new, base, json }) => {
+        Some(Cmd::Verify {
+            old,
+            new,
+            base,
+            json,
+        }) => {
             let old_bytes = read(&old)?;
             let new_bytes = read(&new)?;
             let loaded = check::check(&new_bytes, &check::Options::default())?;
@@ -89,13 +127,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 .as_ref()
                 .map(|p| (Some(p.base), p.relocs.parse().ok()))
                 .unwrap_or((None, None));
-            let base = base.map(|b| b.0).or(note_base).unwrap_or(convert::DEFAULT_BASE);
+            let base = base
+                .map(|b| b.0)
+                .or(note_base)
+                .unwrap_or(convert::DEFAULT_BASE);
             let semantics = note_relocs.unwrap_or_default();
             let legacy = convert::load_legacy(&old_bytes, base, semantics)?;
             let report = verify::verify(&legacy, &loaded);
             let summary = convert::report_summary(&report);
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             }
             if report.equivalent && report.entry_ok {
                 if !json {
@@ -104,18 +148,27 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 Ok(())
             } else {
-                Err(CliError::NotEquivalent { path: new, old, summary })
+                Err(CliError::NotEquivalent {
+                    path: new,
+                    old,
+                    summary,
+                })
             }
         }
         Some(Cmd::Man { dir }) => {
             let cmd = Cli::command();
-            std::fs::create_dir_all(&dir)
-                .map_err(|source| CliError::Write { path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| CliError::Write {
+                path: dir.clone(),
+                source,
+            })?;
             let path = dir.join("vpe-migrate.1");
             let mut buf = Vec::new();
             clap_mangen::Man::new(cmd)
                 .render(&mut buf)
-                .map_err(|source| CliError::Write { path: path.clone(), source })?;
+                .map_err(|source| CliError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
             write_atomic(&path, &buf, None)
         }
         Some(Cmd::Completions { shell }) => {
@@ -127,7 +180,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|source| CliError::Read { path: path.to_owned(), source })
+    std::fs::read(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
@@ -173,14 +229,19 @@ fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
 fn write_atomic(path: &Path, data: &[u8], input: Option<&Path>) -> Result<(), CliError> {
     if let Some(input) = input {
         if same_file(input, path) {
-            return Err(CliError::OutputIsInput { path: path.to_owned() });
+            return Err(CliError::OutputIsInput {
+                path: path.to_owned(),
+            });
         }
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    let werr = |source| CliError::Write { path: path.to_owned(), source };
+    let werr = |source| CliError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".vpe-migrate.")
         .suffix(".tmp")

@@ -18,7 +18,10 @@ pub fn bytes_at<const N: usize>(data: &[u8], off: u64, what: &str) -> Result<[u8
     match slice {
         Some(s) => Ok(s.try_into().expect("length checked")),
         None => Err(Error::Malformed {
-            what: format!("{what} ({N} bytes) lies past the end of the {}-byte file", data.len()),
+            what: format!(
+                "{what} ({N} bytes) lies past the end of the {}-byte file",
+                data.len()
+            ),
             at: off,
         }),
     }
@@ -68,13 +71,15 @@ impl Ehdr {
     pub fn parse(data: &[u8]) -> Result<Ehdr> {
         let ident: [u8; 16] = bytes_at(data, 0, "ELF identification")?;
         let endian = Endian::from_ei_data(ident[EI_DATA]).ok_or_else(|| Error::Malformed {
-            what: format!("EI_DATA is {} (neither 1 little nor 2 big endian)", ident[EI_DATA]),
+            what: format!(
+                "EI_DATA is {} (neither 1 little nor 2 big endian)",
+                ident[EI_DATA]
+            ),
             at: EI_DATA as u64,
         })?;
         let _: [u8; EHDR32_SIZE] = bytes_at(data, 0, "ELF32 header")?;
         let u16_at = |o: usize| endian.read_u16([data[o], data[o + 1]]);
-        let u32_at =
-            |o: usize| endian.read_u32([data[o], data[o + 1], data[o + 2], data[o + 3]]);
+        let u32_at = |o: usize| endian.read_u32([data[o], data[o + 1], data[o + 2], data[o + 3]]);
         Ok(Ehdr {
             class: ident[EI_CLASS],
             data: ident[EI_DATA],
@@ -250,19 +255,32 @@ impl<'a> Reader<'a> {
 
     /// NUL-terminated string at `strtab_off + idx`, bounded by the string table's size.
     /// Invalid UTF-8 is replaced (names are only ever shown or compared as ASCII).
-    pub fn str_in(&self, strtab_off: u32, strtab_size: u32, idx: u32, what: &str) -> Result<String> {
+    pub fn str_in(
+        &self,
+        strtab_off: u32,
+        strtab_size: u32,
+        idx: u32,
+        what: &str,
+    ) -> Result<String> {
         if idx >= strtab_size {
             return Err(Error::Malformed {
                 what: format!("{what}: name offset {idx:#x} is outside the string table ({strtab_size:#x} bytes)"),
                 at: u64::from(strtab_off),
             });
         }
-        let table = slice_at(self.data, u64::from(strtab_off), u64::from(strtab_size), "string table")?;
+        let table = slice_at(
+            self.data,
+            u64::from(strtab_off),
+            u64::from(strtab_size),
+            "string table",
+        )?;
         let rest = &table[idx as usize..];
         match rest.iter().position(|&c| c == 0) {
             Some(n) => Ok(String::from_utf8_lossy(&rest[..n]).into_owned()),
             None => Err(Error::Malformed {
-                what: format!("{what}: name at offset {idx:#x} is not NUL-terminated inside the string table"),
+                what: format!(
+                    "{what}: name at offset {idx:#x} is not NUL-terminated inside the string table"
+                ),
                 at: u64::from(strtab_off) + u64::from(idx),
             }),
         }

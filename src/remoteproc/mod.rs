@@ -57,7 +57,8 @@ impl RprocState {
 pub struct StartOutcome {
     /// Name written to `firmware` (relative to the firmware directory).
     pub firmware: String,
-    /// State read back after `start`.
+    /// State read back after `start`. After a rollback: the state read after the failed
+    /// start (normally `offline`); the state of the restored firmware is in `rolled_back`.
     pub state: RprocState,
     /// If the start failed and the previous good firmware was started again: its name and
     /// the error of the failed start.

@@ -1,0 +1,923 @@
+//! The real remote processor, driven through `/sys/class/remoteproc/remoteprocN/`
+//! (drivers/remoteproc/remoteproc_sysfs.c; spec `remoteproc.md` §3, §6.3).
+//!
+//! - The instance is found by reading every `class/remoteproc/*/name`, never by its number
+//!   (N comes from an IDA and is not stable).
+//! - Firmware goes to `<firmware_dir>/<subdir>/<sha256>.elf`: a temp file created with
+//!   `O_CREAT|O_EXCL|O_NOFOLLOW` in the subdirectory (itself checked not to be a symlink),
+//!   written, fsynced, renamed, directory fsynced. `firmware_class.path` is never touched. The
+//!   file stays after start because crash recovery re-reads it (`request_firmware` again).
+//! - Start: read `state`; `stop` if not offline; write `firmware`; write `start`; read `state`
+//!   back. Each attribute write is one `write(2)` of the whole value: sysfs takes the first
+//!   write of an open file as the whole value.
+//! - If the start fails and a previous good firmware exists, it is configured and started
+//!   again (unless rollback is disabled), and both outcomes are reported.
+//!
+//! Attribute I/O goes through [`AttrIo`] so tests can put a fake kernel behind it (regular
+//! files cannot return errnos); [`RealAttrIo`] is the default.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use log::{error, info, warn};
+use sha2::{Digest, Sha256};
+
+use super::{Backend, Rollback, RprocState, StartOutcome};
+use crate::error::{Error, Result};
+
+// errno values (include/uapi/asm-generic/errno-base.h; the same on every Linux architecture,
+// MIPS included, for numbers below 35).
+pub const EPERM: i32 = 1;
+pub const ENOENT: i32 = 2;
+pub const EIO: i32 = 5;
+pub const ENOMEM: i32 = 12;
+pub const EACCES: i32 = 13;
+pub const EBUSY: i32 = 16;
+pub const EEXIST: i32 = 17;
+pub const ENODEV: i32 = 19;
+pub const EINVAL: i32 = 22;
+
+/// Name of an errno for messages (`EBUSY`), or `errno N`.
+pub fn errno_name(errno: i32) -> String {
+    match errno {
+        EPERM => "EPERM".into(),
+        ENOENT => "ENOENT".into(),
+        EIO => "EIO".into(),
+        ENOMEM => "ENOMEM".into(),
+        EACCES => "EACCES".into(),
+        EBUSY => "EBUSY".into(),
+        EEXIST => "EEXIST".into(),
+        ENODEV => "ENODEV".into(),
+        EINVAL => "EINVAL".into(),
+        n => format!("errno {n}"),
+    }
+}
+
+/// `O_NOFOLLOW` / `O_DIRECTORY` without a libc dependency (values from the kernel's
+/// `arch/*/include/uapi/asm/fcntl.h`; arm, arm64, m68k and powerpc override the generic ones).
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "arm",
+        target_arch = "aarch64",
+        target_arch = "m68k",
+        target_arch = "powerpc",
+        target_arch = "powerpc64"
+    )
+))]
+mod oflags {
+    pub const O_DIRECTORY: i32 = 0x4000;
+    pub const O_NOFOLLOW: i32 = 0x8000;
+}
+#[cfg(all(
+    target_os = "linux",
+    not(any(
+        target_arch = "arm",
+        target_arch = "aarch64",
+        target_arch = "m68k",
+        target_arch = "powerpc",
+        target_arch = "powerpc64"
+    ))
+))]
+mod oflags {
+    pub const O_DIRECTORY: i32 = 0x10000;
+    pub const O_NOFOLLOW: i32 = 0x20000;
+}
+// Elsewhere rely on O_EXCL (which never follows a symlink) and the lstat checks.
+#[cfg(not(target_os = "linux"))]
+mod oflags {
+    pub const O_DIRECTORY: i32 = 0;
+    pub const O_NOFOLLOW: i32 = 0;
+}
+
+/// Reads and writes of sysfs attributes. The real one is [`RealAttrIo`]; tests put a fake
+/// kernel behind it that applies the kernel's rules and returns its errnos.
+pub trait AttrIo: Send {
+    /// The attribute's whole value (with its trailing newline, as sysfs gives it).
+    fn read(&self, path: &Path) -> io::Result<String>;
+    /// Write `value` with exactly one `write(2)`; the kernel's errno comes back as the error.
+    fn write(&self, path: &Path, value: &str) -> io::Result<()>;
+}
+
+/// Attribute I/O on the real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealAttrIo;
+
+impl AttrIo for RealAttrIo {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        fs::read_to_string(path)
+    }
+
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).open(path)?;
+        // One write(2), no BufWriter and no write_all loop: a sysfs store sees exactly this
+        // buffer, and a second write would be taken as a second, separate value.
+        let n = f.write(value.as_bytes())?;
+        if n != value.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {n} of {} bytes accepted", value.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How to reach the remote processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysfsOptions {
+    /// Mount point of sysfs (`/sys`).
+    pub sysfs_root: PathBuf,
+    /// A directory of the kernel's firmware search path (`/lib/firmware`).
+    pub firmware_dir: PathBuf,
+    /// The rproc's `name` attribute (e.g. `mips-cpu1`).
+    pub rproc_name: String,
+    /// Our own subdirectory of `firmware_dir` (`vpe-compat`); relative, no `..`.
+    pub subdir: String,
+    /// Start the previous good firmware again when a start fails.
+    pub rollback: bool,
+}
+
+impl SysfsOptions {
+    /// Defaults: `/sys`, `/lib/firmware`, subdirectory `vpe-compat`, rollback on.
+    pub fn new(rproc_name: impl Into<String>) -> Self {
+        SysfsOptions {
+            sysfs_root: PathBuf::from("/sys"),
+            firmware_dir: PathBuf::from("/lib/firmware"),
+            rproc_name: rproc_name.into(),
+            subdir: "vpe-compat".into(),
+            rollback: true,
+        }
+    }
+}
+
+/// A remoteproc instance driven through sysfs.
+pub struct Sysfs {
+    opts: SysfsOptions,
+    /// `<root>/class/remoteproc/remoteprocN`.
+    dev: PathBuf,
+    io: Box<dyn AttrIo>,
+    /// The last firmware (name relative to `firmware_dir`) that reached `running`.
+    last_good: Option<String>,
+}
+
+impl std::fmt::Debug for Sysfs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sysfs")
+            .field("opts", &self.opts)
+            .field("dev", &self.dev)
+            .field("last_good", &self.last_good)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(message: impl Into<String>, errno: i32) -> Error {
+    Error::Backend {
+        message: message.into(),
+        errno,
+    }
+}
+
+fn io_errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+/// Refuse a firmware name the kernel would refuse or that could leave the firmware
+/// directory: empty, absolute, or with a `..` component (drivers/base/firmware_loader/main.c
+/// `name_contains_dotdot`: "Firmware load for '%s' refused, path contains '..' component").
+pub fn check_firmware_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(backend(
+            "firmware name is empty (the kernel refuses it with EINVAL)",
+            EINVAL,
+        ));
+    }
+    if name.starts_with('/') {
+        return Err(backend(
+            format!("firmware name \"{name}\" refused: absolute paths are not under the firmware directory"),
+            EINVAL,
+        ));
+    }
+    if name.split('/').any(|c| c == "..") {
+        return Err(backend(
+            format!(
+                "Firmware load for '{name}' refused, path contains '..' component (the kernel's firmware loader returns EINVAL)"
+            ),
+            EINVAL,
+        ));
+    }
+    Ok(())
+}
+
+/// A sha256 as 64 lowercase hex digits (it becomes a file name, so nothing else passes).
+pub fn check_sha256(sha: &str) -> Result<()> {
+    if sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(backend(
+            format!("\"{sha}\" is not a sha256 (64 lowercase hex digits)"),
+            EINVAL,
+        ))
+    }
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `bytes` must hash to `sha` (the file name promises its content).
+pub(crate) fn check_content(bytes: &[u8], sha: &str) -> Result<()> {
+    check_sha256(sha)?;
+    let actual = sha256_hex(bytes);
+    if actual != sha {
+        return Err(backend(
+            format!("firmware bytes have sha256 {actual}, not the {sha} given"),
+            EINVAL,
+        ));
+    }
+    Ok(())
+}
+
+/// File names this backend installs: `<64 hex>.elf`.
+pub(crate) fn is_installed_name(file: &str) -> bool {
+    file.strip_suffix(".elf")
+        .is_some_and(|h| check_sha256(h).is_ok())
+}
+
+/// Check `subdir` is a relative path of plain components.
+fn check_subdir(subdir: &str) -> Result<()> {
+    let p = Path::new(subdir);
+    if subdir.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(backend(
+            format!(
+                "firmware subdirectory \"{subdir}\" refused: it must be a relative path without '.' or '..' components"
+            ),
+            EINVAL,
+        ));
+    }
+    check_firmware_name(subdir)
+}
+
+/// Find `remoteprocN` under `<sysfs_root>/class/remoteproc` whose `name` reads `rproc_name`.
+/// The error lists the names found.
+pub fn find_instance(sysfs_root: &Path, rproc_name: &str, io: &dyn AttrIo) -> Result<PathBuf> {
+    let class = sysfs_root.join("class/remoteproc");
+    let entries = fs::read_dir(&class).map_err(|e| {
+        backend(
+            format!(
+                "no remoteproc class at {}: {e} (is CONFIG_REMOTEPROC enabled and the driver loaded?)",
+                class.display()
+            ),
+            io_errno(&e),
+        )
+    })?;
+    let mut devs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    devs.sort();
+    let mut found = Vec::new();
+    let mut matches = Vec::new();
+    for dev in devs {
+        let dev_name = dev
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Pre-5.4 kernels have no `name`; such an instance cannot be identified.
+        let Ok(name) = io.read(&dev.join("name")) else {
+            found.push(format!("{dev_name} (no name attribute)"));
+            continue;
+        };
+        let name = name.trim_end_matches('\n').to_string();
+        found.push(format!("{dev_name}: {name}"));
+        if name == rproc_name {
+            matches.push(dev);
+        }
+    }
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => Err(backend(
+            format!(
+                "no remoteproc instance named \"{rproc_name}\" in {}; found: {}",
+                class.display(),
+                if found.is_empty() {
+                    "none".to_string()
+                } else {
+                    found.join(", ")
+                }
+            ),
+            ENODEV,
+        )),
+        _ => Err(backend(
+            format!(
+                "several remoteproc instances are named \"{rproc_name}\" in {}: {}",
+                class.display(),
+                matches
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            EINVAL,
+        )),
+    }
+}
+
+/// What an errno means for a given attribute write (remoteproc_sysfs.c, remoteproc_core.c).
+fn explain(attr: &str, value: &str, errno: i32, fw: Option<&str>) -> String {
+    let word = value.trim_end_matches('\n');
+    match (attr, word, errno) {
+        ("firmware", _, EBUSY) => {
+            "can't change firmware while running: the processor is not offline".into()
+        }
+        ("firmware", _, EINVAL) => {
+            "can't provide empty string for firmware name, or the rproc lock was interrupted".into()
+        }
+        ("firmware", _, ENOMEM) => "the kernel could not allocate the name".into(),
+        ("state", "start", EBUSY) => {
+            "the processor is already running, or the driver's start op failed: Boot failed: -16"
+                .into()
+        }
+        ("state", "start", ENOENT) => format!(
+            "Boot failed: -2: request_firmware found no file {} in the kernel's firmware search path",
+            fw.unwrap_or("(unknown)")
+        ),
+        ("state", "start", EINVAL) => {
+            "Boot failed: -22: the kernel rejected the firmware (ELF sanity check, resource table, segment load, or a '..' in its name); see dmesg".into()
+        }
+        ("state", "start", ENOMEM) => {
+            "Boot failed: -12: the carveouts could not be allocated".into()
+        }
+        ("state", "start", ENODEV) => "can't boot deleted rproc".into(),
+        ("state", "stop", EINVAL) => "the processor is not running".into(),
+        ("state", _, EINVAL) => format!("Unrecognised option: {word}"),
+        (_, _, EACCES | EPERM) => {
+            "the attribute is read-only (the driver sets sysfs_read_only) or the daemon lacks privilege".into()
+        }
+        _ => "see dmesg".into(),
+    }
+}
+
+impl Sysfs {
+    /// Find the instance by name on the real sysfs and prepare the firmware subdirectory;
+    /// stale temp files in it are removed.
+    pub fn open(opts: SysfsOptions) -> Result<Sysfs> {
+        Sysfs::open_with_io(opts, Box::new(RealAttrIo))
+    }
+
+    /// As [`Sysfs::open`] with another attribute I/O (tests: a fake kernel).
+    pub fn open_with_io(opts: SysfsOptions, io: Box<dyn AttrIo>) -> Result<Sysfs> {
+        check_subdir(&opts.subdir)?;
+        let dev = find_instance(&opts.sysfs_root, &opts.rproc_name, io.as_ref())?;
+        let mut s = Sysfs {
+            opts,
+            dev,
+            io,
+            last_good: None,
+        };
+        s.firmware_subdir()?;
+        let removed = s.cleanup_stale_temp_files()?;
+        if removed > 0 {
+            info!(
+                "removed {removed} stale temp file(s) from {}",
+                s.subdir_path().display()
+            );
+        }
+        // What already runs from our directory is the rollback target until something else
+        // runs.
+        if s.read_state().ok() == Some(RprocState::Running) {
+            if let Some(fw) = s.configured_firmware() {
+                if s.is_ours(&fw) && s.firmware_present(&fw) {
+                    s.last_good = Some(fw);
+                }
+            }
+        }
+        info!(
+            "remoteproc {}: using {} (state {:?}, firmware {:?})",
+            s.opts.rproc_name,
+            s.dev.display(),
+            s.read_state().ok().map(RprocState::as_str),
+            s.configured_firmware()
+        );
+        Ok(s)
+    }
+
+    /// `<root>/class/remoteproc/remoteprocN` of the instance.
+    pub fn device_dir(&self) -> &Path {
+        &self.dev
+    }
+
+    /// `<firmware_dir>/<subdir>`.
+    pub fn subdir_path(&self) -> PathBuf {
+        self.opts.firmware_dir.join(&self.opts.subdir)
+    }
+
+    /// The options this instance was opened with.
+    pub fn options(&self) -> &SysfsOptions {
+        &self.opts
+    }
+
+    /// The firmware (relative name) that last reached `running`: the rollback target.
+    pub fn last_good(&self) -> Option<&str> {
+        self.last_good.as_deref()
+    }
+
+    fn is_ours(&self, name: &str) -> bool {
+        name.strip_prefix(&self.opts.subdir)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(is_installed_name)
+    }
+
+    fn firmware_present(&self, name: &str) -> bool {
+        check_firmware_name(name).is_ok()
+            && fs::symlink_metadata(self.opts.firmware_dir.join(name))
+                .is_ok_and(|m| m.file_type().is_file())
+    }
+
+    /// Read an attribute of the instance (without the trailing newline).
+    pub fn read_attr(&self, attr: &str) -> Result<String> {
+        let path = self.dev.join(attr);
+        self.io
+            .read(&path)
+            .map(|s| s.trim_end_matches('\n').to_string())
+            .map_err(|e| {
+                let msg = format!(
+                    "remoteproc {}: reading {attr} failed: {e}",
+                    self.opts.rproc_name
+                );
+                error!("{msg}");
+                backend(msg, io_errno(&e))
+            })
+    }
+
+    /// Write `value` to an attribute in one `write(2)`; the errno is explained in the error.
+    pub fn write_attr(&self, attr: &str, value: &str) -> Result<()> {
+        let path = self.dev.join(attr);
+        self.io.write(&path, value).map_err(|e| {
+            let errno = io_errno(&e);
+            let why = if errno == 0 {
+                e.to_string()
+            } else {
+                let fw = if attr == "state" {
+                    self.configured_firmware()
+                } else {
+                    None
+                };
+                format!(
+                    "{} ({})",
+                    errno_name(errno),
+                    explain(attr, value, errno, fw.as_deref())
+                )
+            };
+            let msg = format!(
+                "remoteproc {}: writing \"{value}\" to {attr} failed: {why}",
+                self.opts.rproc_name
+            );
+            error!("{msg}");
+            backend(msg, errno)
+        })
+    }
+
+    /// `state`, parsed.
+    pub fn read_state(&self) -> Result<RprocState> {
+        self.read_attr("state").map(|s| RprocState::parse(&s))
+    }
+
+    /// `firmware`, or `None` if unreadable or `unknown` (attached processors).
+    pub fn configured_firmware(&self) -> Option<String> {
+        self.read_attr("firmware")
+            .ok()
+            .filter(|s| !s.is_empty() && s != "unknown")
+    }
+
+    /// Create `<firmware_dir>/<subdir>` if needed (mode 0755) and open it. No component of
+    /// the subdirectory may be a symlink: it would redirect where the firmware goes.
+    fn firmware_subdir(&self) -> Result<File> {
+        let mut path = self.opts.firmware_dir.clone();
+        for comp in Path::new(&self.opts.subdir).components() {
+            path.push(comp);
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(backend(
+                        format!(
+                            "{} is a symlink; refusing to install firmware through it",
+                            path.display()
+                        ),
+                        EINVAL,
+                    ));
+                }
+                Ok(m) if !m.is_dir() => {
+                    return Err(backend(
+                        format!("{} exists and is not a directory", path.display()),
+                        EEXIST,
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::DirBuilder::new()
+                        .mode(0o755)
+                        .create(&path)
+                        .or_else(|e| {
+                            // Lost a race with another creator: fine if it is a directory now
+                            // (checked again below by opening with O_NOFOLLOW).
+                            if e.kind() == io::ErrorKind::AlreadyExists {
+                                Ok(())
+                            } else {
+                                Err(backend(
+                                    format!("cannot create {}: {e}", path.display()),
+                                    io_errno(&e),
+                                ))
+                            }
+                        })?;
+                }
+                Err(e) => {
+                    return Err(backend(
+                        format!("cannot stat {}: {e}", path.display()),
+                        io_errno(&e),
+                    ))
+                }
+            }
+        }
+        // O_NOFOLLOW|O_DIRECTORY: fails if a symlink was swapped in since the lstat above.
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(oflags::O_DIRECTORY | oflags::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| {
+                backend(
+                    format!(
+                        "cannot open firmware directory {} (not a plain directory?): {e}",
+                        path.display()
+                    ),
+                    io_errno(&e),
+                )
+            })
+    }
+
+    /// Remove `*.tmp` entries (left by an interrupted install) from the subdirectory.
+    /// Returns how many were removed. A symlink is removed, never followed.
+    pub fn cleanup_stale_temp_files(&self) -> Result<usize> {
+        let dir = self.subdir_path();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => {
+                return Err(backend(
+                    format!("cannot list {}: {e}", dir.display()),
+                    io_errno(&e),
+                ))
+            }
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.to_string_lossy().ends_with(".tmp") {
+                continue;
+            }
+            let path = entry.path();
+            let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+            if is_dir {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) => warn!("cannot remove stale temp file {}: {e}", path.display()),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Install `bytes` as `<subdir>/<sha>.elf` atomically; returns that name (what is written
+    /// to `firmware`). A file of that name already there is replaced (rename never follows a
+    /// symlink at the target).
+    pub fn install_firmware(&self, bytes: &[u8], sha: &str) -> Result<String> {
+        check_content(bytes, sha)?;
+        let file = format!("{sha}.elf");
+        let name = format!("{}/{file}", self.opts.subdir);
+        check_firmware_name(&name)?;
+        let dir_handle = self.firmware_subdir()?;
+        let dir = self.subdir_path();
+        let pid = std::process::id();
+
+        // O_CREAT|O_EXCL|O_NOFOLLOW: a symlink or file planted at the temp name makes the open
+        // fail (never followed), and we try the next name.
+        let mut created = None;
+        for n in 0..64u32 {
+            let tmp = dir.join(format!(".{file}.{pid}.{n}.tmp"));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(oflags::O_NOFOLLOW)
+                .open(&tmp)
+            {
+                Ok(f) => {
+                    created = Some((tmp, f));
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    warn!("{} already exists; not touching it", tmp.display());
+                }
+                Err(e) => {
+                    return Err(backend(
+                        format!("cannot create temp file {}: {e}", tmp.display()),
+                        io_errno(&e),
+                    ))
+                }
+            }
+        }
+        let Some((tmp, mut f)) = created else {
+            return Err(backend(
+                format!(
+                    "cannot create a temp file in {}: every candidate name exists",
+                    dir.display()
+                ),
+                EEXIST,
+            ));
+        };
+
+        let mut write = || -> io::Result<()> {
+            // Mode exactly 0644 whatever the umask: the kernel reads it with its own
+            // credentials, people inspecting the directory expect a readable file.
+            f.set_permissions(fs::Permissions::from_mode(0o644))?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            // The path must still name the file we wrote (nobody swapped it).
+            let ours = f.metadata()?;
+            let there = fs::symlink_metadata(&tmp)?;
+            if !there.file_type().is_file()
+                || there.ino() != ours.ino()
+                || there.dev() != ours.dev()
+            {
+                return Err(io::Error::other(
+                    "temp file was replaced while being written",
+                ));
+            }
+            fs::rename(&tmp, dir.join(&file))?;
+            dir_handle.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            let msg = format!(
+                "installing firmware {} failed: {e}",
+                dir.join(&file).display()
+            );
+            error!("{msg}");
+            return Err(backend(msg, io_errno(&e)));
+        }
+        info!(
+            "installed {} ({} bytes)",
+            dir.join(&file).display(),
+            bytes.len()
+        );
+        Ok(name)
+    }
+
+    /// Delete installed firmware files other than `keep` (the configured one, which is also
+    /// the next rollback target).
+    fn remove_superseded(&self, keep: &str) {
+        let Some(keep_file) = keep
+            .strip_prefix(&self.opts.subdir)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return;
+        };
+        let dir = self.subdir_path();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == keep_file || !is_installed_name(&name) {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => info!("removed superseded firmware {}", entry.path().display()),
+                Err(e) => warn!(
+                    "cannot remove superseded firmware {}: {e}",
+                    entry.path().display()
+                ),
+            }
+        }
+    }
+}
+
+/// The sysfs view of a remote processor that the start sequence needs; implemented by the
+/// real sysfs backend and by the simulator, so both follow exactly the same sequence.
+pub(crate) trait Attrs {
+    fn read_state(&mut self) -> Result<RprocState>;
+    fn write_state(&mut self, word: &str) -> Result<()>;
+    fn write_firmware(&mut self, name: &str) -> Result<()>;
+    fn firmware_present(&self, name: &str) -> bool;
+}
+
+/// Stop unless offline (no-op then: `stop` on an offline rproc is EINVAL in sysfs).
+pub(crate) fn stop_if_needed<A: Attrs + ?Sized>(a: &mut A) -> Result<()> {
+    let st = a.read_state()?;
+    if st == RprocState::Offline {
+        return Ok(());
+    }
+    a.write_state("stop")?;
+    let after = a.read_state()?;
+    if after != RprocState::Offline {
+        // `stop` only drops a power reference when others hold one (remoteproc_core.c).
+        return Err(backend(
+            format!(
+                "state reads \"{}\" after stop (was \"{}\"); another user may hold the processor",
+                after.as_str(),
+                st.as_str()
+            ),
+            EBUSY,
+        ));
+    }
+    Ok(())
+}
+
+/// read state → stop if not offline → write firmware → write start → read state.
+fn start_one<A: Attrs + ?Sized>(a: &mut A, name: &str) -> Result<RprocState> {
+    stop_if_needed(a)?;
+    match a.write_firmware(name) {
+        // Someone started it between our read and write: stop once more and retry.
+        Err(e) if e.errno() == EBUSY => {
+            warn!("{e}; stopping and retrying");
+            stop_if_needed(a)?;
+            a.write_firmware(name)?;
+        }
+        r => r?,
+    }
+    // State is offline here, so `start` cannot double-start (on the newest kernels a second
+    // start succeeds and only bumps the power refcount).
+    a.write_state("start")?;
+    let st = a.read_state()?;
+    if st != RprocState::Running {
+        return Err(backend(
+            format!(
+                "start of {name} returned success but state reads \"{}\"",
+                st.as_str()
+            ),
+            EIO,
+        ));
+    }
+    Ok(st)
+}
+
+/// The whole start with rollback. `firmware` of the outcome is `name`; on rollback `state` is
+/// what was read after the failed start and `rolled_back` holds the restored one.
+pub(crate) fn start_sequence<A: Attrs + ?Sized>(
+    a: &mut A,
+    name: &str,
+    previous: Option<&str>,
+    rollback: bool,
+) -> Result<StartOutcome> {
+    let err = match start_one(a, name) {
+        Ok(state) => {
+            info!("{name} is running");
+            return Ok(StartOutcome {
+                firmware: name.to_string(),
+                state,
+                rolled_back: None,
+            });
+        }
+        Err(e) => e,
+    };
+    let target = previous.filter(|p| *p != name && a.firmware_present(p));
+    let Some(prev) = target.filter(|_| rollback) else {
+        if let (Some(p), false) = (target, rollback) {
+            warn!("start of {name} failed; not rolling back to {p} (rollback disabled)");
+        }
+        return Err(err);
+    };
+    warn!("start of {name} failed: {err}; rolling back to {prev}");
+    let failed_state = a.read_state().unwrap_or(RprocState::Invalid);
+    match start_one(a, prev) {
+        Ok(restored_state) => {
+            info!("rolled back: {prev} is running again");
+            Ok(StartOutcome {
+                firmware: name.to_string(),
+                state: failed_state,
+                rolled_back: Some(Rollback {
+                    failed_error: err.to_string(),
+                    restored_firmware: prev.to_string(),
+                    restored_state,
+                }),
+            })
+        }
+        Err(e2) => {
+            let msg = format!("{err}; rollback to {prev} also failed: {e2}");
+            error!("{msg}");
+            Err(backend(msg, err.errno()))
+        }
+    }
+}
+
+impl Attrs for Sysfs {
+    fn read_state(&mut self) -> Result<RprocState> {
+        Sysfs::read_state(self)
+    }
+    fn write_state(&mut self, word: &str) -> Result<()> {
+        self.write_attr("state", word)
+    }
+    fn write_firmware(&mut self, name: &str) -> Result<()> {
+        check_firmware_name(name)?;
+        self.write_attr("firmware", name)
+    }
+    fn firmware_present(&self, name: &str) -> bool {
+        Sysfs::firmware_present(self, name)
+    }
+}
+
+impl Backend for Sysfs {
+    fn kind(&self) -> &'static str {
+        "sysfs"
+    }
+
+    fn state(&mut self) -> Result<RprocState> {
+        Sysfs::read_state(self)
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        // The firmware file stays: the next install's rollback may need it.
+        stop_if_needed(self)
+    }
+
+    fn install_and_start(&mut self, firmware: &[u8], sha256: &str) -> Result<StartOutcome> {
+        let name = self.install_firmware(firmware, sha256)?;
+        let previous = self.last_good.clone();
+        let rollback = self.opts.rollback;
+        let outcome = start_sequence(self, &name, previous.as_deref(), rollback)?;
+        let running = match &outcome.rolled_back {
+            Some(r) => r.restored_firmware.clone(),
+            None => outcome.firmware.clone(),
+        };
+        self.remove_superseded(&running);
+        self.last_good = Some(running);
+        Ok(outcome)
+    }
+
+    fn firmware_name(&mut self) -> Option<String> {
+        self.configured_firmware()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotdot_and_absolute_names_are_refused() {
+        assert!(check_firmware_name("vpe-compat/../../etc/shadow").is_err());
+        assert!(check_firmware_name("..").is_err());
+        assert!(check_firmware_name("a/..").is_err());
+        assert!(check_firmware_name("/etc/passwd").is_err());
+        assert!(check_firmware_name("").is_err());
+        assert_eq!(
+            check_firmware_name("..a/b..").map_err(|e| e.to_string()),
+            Ok(())
+        );
+        assert!(check_subdir("vpe-compat").is_ok());
+        assert!(check_subdir("a/b").is_ok());
+        assert!(check_subdir("./a").is_err());
+        assert!(check_subdir("a/../b").is_err());
+        assert!(check_subdir("/abs").is_err());
+        assert!(check_subdir("").is_err());
+    }
+
+    #[test]
+    fn sha_must_be_64_lowercase_hex_and_match() {
+        // sha256("") from FIPS 180-2 examples.
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(sha256_hex(b""), empty);
+        assert!(check_content(b"", empty).is_ok());
+        assert!(check_content(b"x", empty).is_err());
+        assert!(check_sha256(&empty.to_uppercase()).is_err());
+        assert!(check_sha256("../x").is_err());
+        assert!(is_installed_name(&format!("{empty}.elf")));
+        assert!(!is_installed_name(&format!("{empty}.elf.tmp")));
+    }
+
+    #[test]
+    fn errno_explanations_name_the_kernel_rule() {
+        assert!(
+            explain("firmware", "x", EBUSY, None).contains("can't change firmware while running")
+        );
+        assert!(explain("state", "bogus", EINVAL, None).contains("Unrecognised option: bogus"));
+        assert!(explain("state", "start\n", ENOENT, Some("a/b.elf")).contains("a/b.elf"));
+        assert!(explain("state", "stop", EINVAL, None).contains("not running"));
+        assert_eq!(errno_name(EBUSY), "EBUSY");
+        assert_eq!(errno_name(99), "errno 99");
+    }
+
+    #[test]
+    fn real_attr_io_writes_the_value_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state");
+        fs::write(&p, "offline\n").unwrap();
+        RealAttrIo.write(&p, "start").unwrap();
+        // No truncation (sysfs ignores it); the value lands at offset 0 in one piece.
+        assert_eq!(fs::read_to_string(&p).unwrap(), "startne\n");
+        assert_eq!(RealAttrIo.read(&p).unwrap(), "startne\n");
+    }
+}
