@@ -465,8 +465,19 @@ impl Device {
         let t = Instant::now();
         // The backend names the file after the firmware's own hash (it verifies it).
         let fw_sha = convert::sha256_hex(&conv.firmware);
-        let started = rp.backend.install_and_start(&conv.firmware, &fw_sha);
-        st.timings.install_start_us = micros(t.elapsed());
+        let installed = rp.backend.install(&conv.firmware, &fw_sha);
+        st.timings.install_us = micros(t.elapsed());
+        let name = match installed {
+            Ok(name) => name,
+            Err(e) => {
+                error!("installing the firmware failed: {e}");
+                record_error(st, Phase::Install, &e.to_string(), None, libc::EIO);
+                return Err(Errno(libc::EIO));
+            }
+        };
+        let t = Instant::now();
+        let started = rp.backend.start(&name);
+        st.timings.start_us = micros(t.elapsed());
         match started {
             Ok(out) if out.rolled_back.is_none() => {
                 info!(

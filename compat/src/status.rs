@@ -16,7 +16,9 @@ pub enum Phase {
     Check,
     /// Legacy model, firmware writer, kernel-rule check.
     Convert,
-    /// Installing the firmware and starting the remote processor.
+    /// Installing the firmware file.
+    Install,
+    /// Starting the remote processor.
     Start,
 }
 
@@ -41,9 +43,10 @@ pub struct Timings {
     pub receive_us: u64,
     /// Legacy model + firmware writer + kernel-rule check.
     pub convert_us: u64,
-    /// Install the firmware file and start the remote processor (one `Backend` call, which
-    /// includes writing `firmware` and `start`).
-    pub install_start_us: u64,
+    /// Write the firmware file (temp file, fsync, rename).
+    pub install_us: u64,
+    /// Stop if needed, write `firmware` and `start`, read `state` back (and any rollback).
+    pub start_us: u64,
     /// The `stop` done when `vpe1` was opened.
     pub stop_us: u64,
 }
@@ -116,6 +119,7 @@ impl Status {
                         Phase::Stop => "stop",
                         Phase::Check => "check",
                         Phase::Convert => "convert",
+                        Phase::Install => "install",
                         Phase::Start => "start",
                     },
                 );
@@ -134,10 +138,8 @@ impl Status {
         }
         line("receive_us", &self.timings.receive_us.to_string());
         line("convert_us", &self.timings.convert_us.to_string());
-        line(
-            "install_start_us",
-            &self.timings.install_start_us.to_string(),
-        );
+        line("install_us", &self.timings.install_us.to_string());
+        line("start_us", &self.timings.start_us.to_string());
         line("stop_us", &self.timings.stop_us.to_string());
         for w in &self.warnings {
             line("warning", &one_line(w));

@@ -301,3 +301,58 @@ fn inspect_json_is_valid_json() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(v["format"], "legacy");
 }
+
+/// File offset of the first entry of the first `.rel*` section targeting `.text`, and the
+/// offset of that section's header.
+fn rel_text(bytes: &[u8]) -> (usize, usize) {
+    let elf = goblin::elf::Elf::parse(bytes).unwrap();
+    let (i, sh) = elf
+        .section_headers
+        .iter()
+        .enumerate()
+        .find(|(_, h)| elf.shdr_strtab.get_at(h.sh_name) == Some(".rel.text"))
+        .expect(".rel.text");
+    (sh.sh_offset as usize, elf.header.e_shoff as usize + i * 40)
+}
+
+#[test]
+fn relocation_types_the_kernel_crashed_on_are_clean_errors() {
+    for tag in ["be", "le"] {
+        let name = format!("hello.{tag}.o");
+        for t in [1u8, 3, 8, 9, 11, 37] {
+            let b = patched(&name, |b| {
+                let (entry, _) = rel_text(b);
+                // r_info's low byte is the type: last byte big-endian, first little-endian.
+                let at = if tag == "be" { entry + 7 } else { entry + 4 };
+                b[at] = t;
+            });
+            expect_rejected(&b, &[], "relocation type UNKNOWN");
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("x.o");
+            std::fs::write(&p, &b).unwrap();
+            let o = run(&[p.as_os_str(), dir.path().join("y").as_os_str()]);
+            let e = stderr(&o);
+            assert!(
+                e.contains("relocation #0 in .rel.text") && e.contains(&format!("r_type {t}")),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rela_is_rejected_with_the_module_loader_message() {
+    for tag in ["be", "le"] {
+        let b = patched(&format!("hello.{tag}.o"), |b| {
+            let (_, shdr) = rel_text(b);
+            // sh_type at +4 := SHT_RELA (4)
+            let v: [u8; 4] = if tag == "be" {
+                4u32.to_be_bytes()
+            } else {
+                4u32.to_le_bytes()
+            };
+            b[shdr + 4..shdr + 8].copy_from_slice(&v);
+        });
+        expect_rejected(&b, &[], "module VPE loader: REL relocation unsupported");
+    }
+}

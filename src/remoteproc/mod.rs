@@ -83,12 +83,21 @@ pub trait Backend: Send {
     fn state(&mut self) -> Result<RprocState>;
     /// Stop the running program; no-op (Ok) when already offline.
     fn stop(&mut self) -> Result<()>;
-    /// Install `firmware` (sha256 `sha256`, lowercase hex), stop whatever runs, point the
-    /// rproc at it and start it. On failure, roll back to the previous good firmware if
-    /// enabled, and report both outcomes: a failed start that was rolled back is
+    /// Put `firmware` (sha256 `sha256`, lowercase hex, verified against the bytes) where the
+    /// kernel's firmware loader finds it, atomically; returns the name to write to
+    /// `firmware`. Nothing is stopped or started.
+    fn install(&mut self, firmware: &[u8], sha256: &str) -> Result<String>;
+    /// Stop whatever runs, point the rproc at the installed firmware `name` and start it. On
+    /// failure, roll back to the previous good firmware if enabled, and report both
+    /// outcomes: a failed start that was rolled back is
     /// `Ok(StartOutcome { rolled_back: Some(..), .. })` (the caller reports the failure), a
     /// failed start without rollback is `Err` with the kernel's message and errno.
-    fn install_and_start(&mut self, firmware: &[u8], sha256: &str) -> Result<StartOutcome>;
+    fn start(&mut self, name: &str) -> Result<StartOutcome>;
+    /// [`Backend::install`] then [`Backend::start`].
+    fn install_and_start(&mut self, firmware: &[u8], sha256: &str) -> Result<StartOutcome> {
+        let name = self.install(firmware, sha256)?;
+        self.start(&name)
+    }
     /// Name of the firmware currently configured, if any.
     fn firmware_name(&mut self) -> Option<String>;
 }

@@ -320,12 +320,16 @@ impl Backend for Sim {
         stop_if_needed(self)
     }
 
-    fn install_and_start(&mut self, firmware: &[u8], sha256: &str) -> Result<StartOutcome> {
+    fn install(&mut self, firmware: &[u8], sha256: &str) -> Result<String> {
         check_content(firmware, sha256)?;
         let name = format!("{SIM_SUBDIR}/{sha256}.elf");
         self.files.insert(name.clone(), firmware.to_vec());
+        Ok(name)
+    }
+
+    fn start(&mut self, name: &str) -> Result<StartOutcome> {
         let previous = self.last_good.clone();
-        let outcome = start_sequence(self, &name, previous.as_deref(), self.rollback)?;
+        let outcome = start_sequence(self, name, previous.as_deref(), self.rollback)?;
         let running = match &outcome.rolled_back {
             Some(r) => r.restored_firmware.clone(),
             None => outcome.firmware.clone(),

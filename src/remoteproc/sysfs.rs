@@ -843,11 +843,14 @@ impl Backend for Sysfs {
         stop_if_needed(self)
     }
 
-    fn install_and_start(&mut self, firmware: &[u8], sha256: &str) -> Result<StartOutcome> {
-        let name = self.install_firmware(firmware, sha256)?;
+    fn install(&mut self, firmware: &[u8], sha256: &str) -> Result<String> {
+        self.install_firmware(firmware, sha256)
+    }
+
+    fn start(&mut self, name: &str) -> Result<StartOutcome> {
         let previous = self.last_good.clone();
         let rollback = self.opts.rollback;
-        let outcome = start_sequence(self, &name, previous.as_deref(), rollback)?;
+        let outcome = start_sequence(self, name, previous.as_deref(), rollback)?;
         let running = match &outcome.rolled_back {
             Some(r) => r.restored_firmware.clone(),
             None => outcome.firmware.clone(),

@@ -90,10 +90,19 @@ impl Backend for Mock {
         self.state = RprocState::Offline;
         Ok(())
     }
-    fn install_and_start(&mut self, firmware: &[u8], sha256: &str) -> vpe::Result<StartOutcome> {
-        let mut c = self.calls.lock().unwrap();
-        c.calls.push(format!("start {sha256}"));
-        c.firmware.push(firmware.to_vec());
+    fn install(&mut self, firmware: &[u8], sha256: &str) -> vpe::Result<String> {
+        self.calls.lock().unwrap().firmware.push(firmware.to_vec());
+        Ok(format!("vpe-compat/{sha256}.elf"))
+    }
+    fn start(&mut self, name: &str) -> vpe::Result<StartOutcome> {
+        let sha256 = name
+            .trim_start_matches("vpe-compat/")
+            .trim_end_matches(".elf");
+        self.calls
+            .lock()
+            .unwrap()
+            .calls
+            .push(format!("start {sha256}"));
         if self.fail_start {
             return Err(vpe::Error::Kernel {
                 message: "Boot failed: -12".into(),
@@ -580,6 +589,8 @@ fn timings_are_recorded_per_phase() {
     let t = d.status().timings;
     assert!(t.receive_us >= 5000, "{t:?}");
     assert!(t.convert_us > 0, "{t:?}");
+    // The simulated start runs the kernel's rules over the whole firmware.
+    assert!(t.start_us > 0, "{t:?}");
 }
 
 #[test]
