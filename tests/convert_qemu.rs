@@ -180,3 +180,68 @@ fn trampoline_sets_a2_and_a3_like_vpe_run() {
         assert_eq!(got, reference, "{obj}");
     }
 }
+
+/// `--trace` and `--extra-mem` add memory after the image; the program runs the same and the
+/// kernel's rules still accept the firmware (checked inside `convert`).
+#[test]
+fn trace_and_extra_memory_do_not_change_behaviour() {
+    for (endian, tag) in endians() {
+        let dir = tempdir();
+        let obj = format!("features.{tag}.o");
+        let reference = reference_run(&obj, RelocSemantics::Strict, dir.path(), endian);
+        let opts = Options {
+            ntcs: 0,
+            trace: Some(0x1000),
+            extra_mem: 0x4_0000,
+            ..Options::default()
+        };
+        let conv = convert::convert(&fixture_bytes(&obj), &opts).unwrap();
+        let trace = conv
+            .loaded
+            .table
+            .entries
+            .iter()
+            .any(|r| matches!(r, vpe::rproc::table::Resource::Trace { len: 0x1000, .. }));
+        assert!(trace, "{obj}: no 4 KiB trace entry");
+        let (lo, hi) = conv.loaded.image.span().unwrap();
+        assert!(
+            hi - u64::from(lo) >= 0x4_0000,
+            "{obj}: extra memory missing"
+        );
+        let got = convert_and_run(&fixture_bytes(&obj), &opts, dir.path(), &obj, endian);
+        assert_eq!(got, reference, "{obj}");
+    }
+}
+
+/// Profile `fixed` keeps the addresses as placed: a relocatable placed with `--base` runs like
+/// GNU ld's link at that base.
+#[test]
+fn fixed_profile_at_another_base_runs_like_gnu_ld() {
+    const BASE: u32 = 0x1020_0000;
+    for (endian, tag) in endians() {
+        let dir = tempdir();
+        let obj = format!("hello.{tag}.o");
+        let img = convert::load_legacy(&fixture_bytes(&obj), BASE, RelocSemantics::Strict).unwrap();
+        let sections: Vec<(String, u32)> = img
+            .sections
+            .iter()
+            .map(|s| (s.name.clone(), s.addr))
+            .collect();
+        let out = dir.path().join("ref");
+        ld_reference(
+            &fixture(&obj),
+            endian,
+            &legacy_order_script(&sections),
+            &out,
+        );
+        let reference = run_qemu(&out, endian);
+        let opts = Options {
+            profile: vpe::rproc::firmware::Profile::Fixed,
+            base: Some(BASE),
+            ntcs: 0,
+            ..Options::default()
+        };
+        let got = convert_and_run(&fixture_bytes(&obj), &opts, dir.path(), &obj, endian);
+        assert_eq!(got, reference, "{obj}");
+    }
+}
