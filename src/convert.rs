@@ -12,6 +12,7 @@ use crate::elf::{
 };
 use crate::error::{Error, Result};
 use crate::image::{Image, InputKind, RelocSemantics};
+use crate::lantiq::{self, LantiqLoader, Voice, VoiceOptions};
 use crate::legacy;
 use crate::rproc::check::{self, Loaded};
 use crate::rproc::firmware::{self, Profile};
@@ -30,6 +31,8 @@ pub enum Format {
     LegacyExec,
     /// An ELF that already has a `.resource_table` section.
     Firmware,
+    /// A Lantiq VMMC voice firmware image (new-format footer magic `0xCC123456`).
+    Voice,
     /// Anything else.
     Unknown,
 }
@@ -38,6 +41,9 @@ pub enum Format {
 /// header claims, and the stage that reads them reports the problem.
 pub fn sniff(bytes: &[u8]) -> Format {
     if bytes.len() < 4 || &bytes[..4] != ELFMAG {
+        if lantiq::is_voice(bytes) {
+            return Format::Voice;
+        }
         return Format::Unknown;
     }
     let Ok(h) = Ehdr::parse(bytes) else {
@@ -90,6 +96,12 @@ pub struct Options {
     pub trampoline: bool,
     /// Byte order the target kernel runs in; `None` = accept the input's.
     pub host: Option<Endian>,
+    /// The Lantiq-patched loader (`--kernel lantiq`): ELF images placed at `vpe1_load_addr`,
+    /// its missing-symbol fallback; needs the `fixed` profile.
+    pub lantiq: Option<LantiqLoader>,
+    /// How the voice driver would load a voice image (`--load-addr` ...); `None` takes the
+    /// load address and `vpe1_mem` from `lantiq`, else voice images are refused.
+    pub voice: Option<VoiceOptions>,
 }
 
 impl Default for Options {
@@ -104,6 +116,8 @@ impl Default for Options {
             trace: None,
             trampoline: true,
             host: None,
+            lantiq: None,
+            voice: None,
         }
     }
 }
@@ -121,6 +135,8 @@ pub struct Conversion {
     pub report: Report,
     /// sha256 of the input, lowercase hex.
     pub input_sha256: String,
+    /// For a Lantiq voice image: its footer and the driver's view of it.
+    pub voice: Option<Voice>,
 }
 
 impl Conversion {
@@ -162,13 +178,199 @@ pub fn load_legacy(bytes: &[u8], base: u32, semantics: RelocSemantics) -> Result
         base,
         semantics,
         capacity: None,
+        lantiq: None,
     };
     legacy::load(bytes, &opts)
 }
 
-/// Convert a legacy SP ELF into remoteproc firmware.
+/// The voice options in force: explicit ones, else the Lantiq loader's address and memory.
+pub fn voice_options(opts: &Options) -> Option<VoiceOptions> {
+    opts.voice.or_else(|| {
+        opts.lantiq.map(|l| VoiceOptions {
+            load_addr: l.vpe1_load_addr,
+            vpe1_mem: Some(l.vpe1_mem),
+            platform: None,
+            endian: None,
+            old_format: false,
+        })
+    })
+}
+
+fn tool() -> String {
+    format!("vpe-migrate {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The note lines that say how the Lantiq loader was modelled.
+pub fn lantiq_note(l: &LantiqLoader) -> Vec<(String, String)> {
+    vec![
+        ("kernel".into(), "lantiq".into()),
+        (
+            "vpe1_load_addr".into(),
+            format!("{:#010x}", l.vpe1_load_addr),
+        ),
+        ("vpe1_mem".into(), format!("{:#x}", l.vpe1_mem)),
+        ("entry_override".into(), l.entry_override.to_string()),
+    ]
+}
+
+/// The Lantiq loader a firmware was converted with, from its provenance note.
+pub fn lantiq_from_note(p: &Provenance) -> Option<LantiqLoader> {
+    let get = |k: &str| {
+        p.extra
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let num = |k: &str| {
+        get(k).and_then(|v| match v.strip_prefix("0x") {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => v.parse().ok(),
+        })
+    };
+    (get("kernel") == Some("lantiq")).then_some(())?;
+    Some(LantiqLoader {
+        vpe1_load_addr: num("vpe1_load_addr")?,
+        vpe1_mem: num("vpe1_mem")?,
+        entry_override: get("entry_override") != Some("false"),
+    })
+}
+
+/// Check with the kernel's rules and prove equivalence (a failure is a bug in the writer).
+fn check_and_verify(fw: &[u8], legacy: &Image, opts: &Options) -> Result<(Loaded, Report)> {
+    let check_opts = check::Options {
+        host: opts.host,
+        profile: Some(opts.profile),
+        ..Default::default()
+    };
+    let loaded = check::check(fw, &check_opts).map_err(|e| Error::Convert {
+        message: format!("internal error: the generated firmware fails the kernel's rules: {e}"),
+    })?;
+    let report = verify::verify(legacy, &loaded);
+    if !report.equivalent || !report.entry_ok {
+        return Err(Error::Convert {
+            message: format!(
+                "internal error: the generated firmware is not equivalent to the legacy image: {}",
+                report_summary(&report)
+            ),
+        });
+    }
+    Ok((loaded, report))
+}
+
+/// Convert a Lantiq voice image: the bytes the driver copied, one PT_LOAD at the physical
+/// base, entry KSEG1(base) without a trampoline (`vpe1_sw_start(addr, 0, 0)`), the `fixed`
+/// profile, carveout `vpe1` sized to the footer's memory requirement, every footer field in
+/// the note.
+pub fn convert_voice(bytes: &[u8], opts: &Options) -> Result<Conversion> {
+    let Some(vo) = voice_options(opts) else {
+        return Err(Error::Convert {
+            message: "this is a Lantiq voice firmware image (footer magic 0xcc123456): pass --load-addr ADDR (the board's vpe1_load_addr) to convert it".into(),
+        });
+    };
+    let (voice, legacy) = lantiq::load_voice(bytes, &vo)?;
+    if let Some(host) = opts.host {
+        if voice.endian != host {
+            return Err(Error::Kernel {
+                message: "Unsupported firmware endianness".into(),
+                errno: 22,
+                detail: format!(
+                    "the voice image's footer is {}-endian and the target host is {}-endian",
+                    voice.endian.name(),
+                    host.name()
+                ),
+            });
+        }
+    }
+    let opts = Options {
+        profile: Profile::Fixed,
+        trampoline: false,
+        ..opts.clone()
+    };
+    let input_sha256 = sha256_hex(bytes);
+    let mut extra = lantiq::note_fields(&voice, vo.load_addr);
+    if let Some(l) = &opts.lantiq {
+        extra.extend(lantiq_note(l));
+    }
+    let provenance = Provenance {
+        input_sha256: input_sha256.clone(),
+        input_kind: "voice".into(),
+        base: legacy.base,
+        profile: Profile::Fixed.name().into(),
+        relocs: "none".into(),
+        ntcs: opts.ntcs,
+        memsize: opts.memsize,
+        trampoline: false,
+        tool: tool(),
+        extra,
+    };
+    let build = |extra_mem: u32| {
+        firmware::build(
+            &legacy,
+            &firmware::Options {
+                profile: Profile::Fixed,
+                ntcs: opts.ntcs,
+                memsize: opts.memsize,
+                extra_mem,
+                trace: opts.trace,
+                trampoline: false,
+                provenance: provenance.clone(),
+            },
+        )
+    };
+    // First without headroom to learn the carveout the image and its table need, then with
+    // enough zeroed memory that the carveout covers the footer's requirement (4 KiB pages).
+    let probe = build(0)?;
+    let (probe_loaded, _) = check_and_verify(&probe, &legacy, &opts)?;
+    let used = probe_loaded
+        .table
+        .entries
+        .iter()
+        .find_map(|r| match r {
+            crate::rproc::table::Resource::Carveout(c) => Some(u64::from(c.len)),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let want = u64::from(voice.mem).div_ceil(0x1000) * 0x1000;
+    let headroom = u32::try_from(want.saturating_sub(used)).unwrap_or(u32::MAX);
+    let fw = build(headroom.saturating_add(opts.extra_mem))?;
+    let (loaded, report) = check_and_verify(&fw, &legacy, &opts)?;
+    Ok(Conversion {
+        firmware: fw,
+        legacy,
+        loaded,
+        report,
+        input_sha256,
+        voice: Some(voice),
+    })
+}
+
+/// Convert a legacy SP ELF (or, by sniffing, a Lantiq voice image) into remoteproc firmware.
 pub fn convert(bytes: &[u8], opts: &Options) -> Result<Conversion> {
-    if sniff(bytes) == Format::Firmware {
+    let format = sniff(bytes);
+    if format == Format::Voice
+        || (format == Format::Unknown && voice_options(opts).is_some_and(|v| v.old_format))
+    {
+        return convert_voice(bytes, opts);
+    }
+    if let Some(l) = &opts.lantiq {
+        if opts.profile != Profile::Fixed {
+            return Err(Error::Convert {
+                message: format!(
+                    "--kernel lantiq: the Lantiq loader ran images at vpe1_load_addr {:#010x} (KSEG0) and may start them at its KSEG1 alias; only the fixed profile keeps those addresses (use --profile fixed)",
+                    l.vpe1_load_addr
+                ),
+            });
+        }
+        if let Some(b) = opts.base.filter(|&b| b != l.vpe1_load_addr) {
+            return Err(Error::Convert {
+                message: format!(
+                    "--base {b:#010x} contradicts --vpe1-load-addr {:#010x}: the Lantiq loader placed relocatable images at vpe1_load_addr",
+                    l.vpe1_load_addr
+                ),
+            });
+        }
+    }
+    if format == Format::Firmware {
         return Err(Error::Convert {
             message: "input already has a .resource_table: it is remoteproc firmware, not a \
                       legacy VPE program (use `vpe-migrate check` or `inspect`)"
@@ -189,13 +391,23 @@ pub fn convert(bytes: &[u8], opts: &Options) -> Result<Conversion> {
             });
         }
     }
-    let needs_base = sniff(bytes) == Format::LegacyRel;
-    let base = if needs_base {
+    let needs_base = format == Format::LegacyRel;
+    let base = if let Some(l) = &opts.lantiq {
+        l.vpe1_load_addr
+    } else if needs_base {
         effective_base(opts)?
     } else {
         opts.base.unwrap_or(0)
     };
-    let legacy = load_legacy(bytes, base, opts.semantics)?;
+    let legacy = legacy::load(
+        bytes,
+        &legacy::Options {
+            base,
+            semantics: opts.semantics,
+            capacity: None,
+            lantiq: opts.lantiq,
+        },
+    )?;
     let input_sha256 = sha256_hex(bytes);
     let provenance = Provenance {
         input_sha256: input_sha256.clone(),
@@ -211,7 +423,8 @@ pub fn convert(bytes: &[u8], opts: &Options) -> Result<Conversion> {
         ntcs: opts.ntcs,
         memsize: opts.memsize,
         trampoline: opts.trampoline,
-        tool: format!("vpe-migrate {}", env!("CARGO_PKG_VERSION")),
+        tool: tool(),
+        extra: opts.lantiq.as_ref().map(lantiq_note).unwrap_or_default(),
     };
     let fw_opts = firmware::Options {
         profile: opts.profile,
@@ -225,29 +438,14 @@ pub fn convert(bytes: &[u8], opts: &Options) -> Result<Conversion> {
     let fw = firmware::build(&legacy, &fw_opts)?;
     // Our own output must pass the kernel's rules and the profile's geometry; a failure here
     // is a bug in the writer, reported as such rather than written out.
-    let check_opts = check::Options {
-        host: opts.host,
-        profile: Some(opts.profile),
-        ..Default::default()
-    };
-    let loaded = check::check(&fw, &check_opts).map_err(|e| Error::Convert {
-        message: format!("internal error: the generated firmware fails the kernel's rules: {e}"),
-    })?;
-    let report = verify::verify(&legacy, &loaded);
-    if !report.equivalent || !report.entry_ok {
-        return Err(Error::Convert {
-            message: format!(
-                "internal error: the generated firmware is not equivalent to the legacy image: {}",
-                report_summary(&report)
-            ),
-        });
-    }
+    let (loaded, report) = check_and_verify(&fw, &legacy, opts)?;
     Ok(Conversion {
         firmware: fw,
         legacy,
         loaded,
         report,
         input_sha256,
+        voice: None,
     })
 }
 

@@ -116,6 +116,12 @@ pub enum Error {
     #[error("{message}")]
     Backend { message: String, errno: i32 },
 
+    // ---- Lantiq voice firmware (drv_mps_vmmc ifx_mps_download_firmware) --------------------
+    /// The voice driver would refuse the image; `message` is the driver's text verbatim,
+    /// `detail` says which field and value.
+    #[error("{message}{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
+    Voice { message: String, detail: String },
+
     // ---- conversion -----------------------------------------------------------------------
     /// A request the converter cannot honour (bad option combination, address out of range).
     #[error("{message}")]

@@ -13,6 +13,7 @@ use crate::elf::read::{Ehdr, Reader};
 use crate::elf::*;
 use crate::error::{Error, Result};
 use crate::image::{Image, RelocSemantics};
+use crate::lantiq::{self, CrcCheck, Voice, VoiceFormat};
 use crate::rproc::check::{self, Loaded};
 use crate::rproc::table::Resource;
 
@@ -22,6 +23,10 @@ pub struct Options {
     /// Base an ET_REL is placed at.
     pub base: u32,
     pub semantics: RelocSemantics,
+    /// Read a non-ELF input as an old-format Lantiq voice image (no magic).
+    pub lantiq_voice: bool,
+    /// Byte order of a voice image's footer; `None` = detect by the magic (big if neither).
+    pub voice_endian: Option<Endian>,
 }
 
 impl Default for Options {
@@ -29,6 +34,8 @@ impl Default for Options {
         Options {
             base: convert::DEFAULT_BASE,
             semantics: RelocSemantics::Strict,
+            lantiq_voice: false,
+            voice_endian: None,
         }
     }
 }
@@ -92,11 +99,30 @@ pub enum Inspection {
         /// What the kernel would load, or its message.
         check: std::result::Result<Box<Loaded>, String>,
     },
+    /// A Lantiq VMMC voice firmware image (raw code + 28-byte footer).
+    Voice {
+        sha256: String,
+        size: usize,
+        /// The footer as the voice driver reads it.
+        voice: Box<Voice>,
+        /// sha256 of the bytes the driver copies to the base.
+        copied_sha256: String,
+    },
 }
 
 /// Inspect any file `vpe-migrate` understands.
 pub fn inspect(bytes: &[u8], opts: &Options) -> Result<Inspection> {
     let format = convert::sniff(bytes);
+    if format == Format::Voice || (format == Format::Unknown && opts.lantiq_voice) {
+        let voice = lantiq::parse_voice(bytes, opts.voice_endian, opts.lantiq_voice)?;
+        let copied = bytes.get(..voice.copy_len as usize).unwrap_or(bytes);
+        return Ok(Inspection::Voice {
+            sha256: sha256_hex(bytes),
+            size: bytes.len(),
+            copied_sha256: sha256_hex(copied),
+            voice: Box::new(voice),
+        });
+    }
     if format == Format::Unknown {
         // Say exactly what the legacy loader would have said.
         return Err(convert::load_legacy(bytes, opts.base, opts.semantics)
@@ -144,19 +170,33 @@ pub fn inspect(bytes: &[u8], opts: &Options) -> Result<Inspection> {
 
 /// sha256 over the loaded bytes of every segment in address order, each zero-filled to its
 /// memory size, with each segment's address and size mixed in.
+///
+/// Streamed (never a buffer of the image's size) and refused above [`MAX_HASHED`] bytes of
+/// memory: a 3 KB file with a 2 GiB `.bss` must not cost gigabytes or minutes to inspect.
 pub fn image_sha256(img: &Image) -> String {
-    let mut buf = Vec::new();
-    for s in &img.segments {
-        buf.extend_from_slice(&s.addr.to_be_bytes());
-        buf.extend_from_slice(&s.mem_size.to_be_bytes());
-        buf.extend_from_slice(&s.data);
-        buf.resize(
-            buf.len() + (s.mem_size as usize).saturating_sub(s.data.len()),
-            0,
-        );
+    use sha2::{Digest, Sha256};
+    let total: u64 = img.segments.iter().map(|s| u64::from(s.mem_size)).sum();
+    if total > MAX_HASHED {
+        return format!("not computed ({total:#x} bytes of memory, more than {MAX_HASHED:#x})");
     }
-    sha256_hex(&buf)
+    let mut h = Sha256::new();
+    let zeros = [0u8; 4096];
+    for s in &img.segments {
+        h.update(s.addr.to_be_bytes());
+        h.update(s.mem_size.to_be_bytes());
+        h.update(&s.data);
+        let mut fill = u64::from(s.mem_size).saturating_sub(s.data.len() as u64);
+        while fill > 0 {
+            let n = fill.min(zeros.len() as u64);
+            h.update(&zeros[..n as usize]);
+            fill -= n;
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Largest memory image [`image_sha256`] hashes (32 times the legacy `P_SIZE_TOM` buffer).
+pub const MAX_HASHED: u64 = 64 << 20;
 
 fn program_headers(bytes: &[u8], h: &Ehdr) -> Vec<ProgramHeader> {
     let r = Reader::new(bytes, h.endian);
@@ -442,8 +482,99 @@ pub fn render_text(ins: &Inspection) -> String {
                 }
             }
         }
+        Inspection::Voice {
+            sha256,
+            size,
+            voice,
+            copied_sha256,
+        } => render_voice(&mut out, *size, sha256, voice, copied_sha256),
     }
     out
+}
+
+fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_sha256: &str) {
+    let f = &v.footer;
+    let _ = writeln!(
+        out,
+        "Lantiq voice firmware image ({} format, {}-endian footer): {size} bytes, sha256 {sha256}",
+        match v.format {
+            VoiceFormat::New => "new",
+            VoiceFormat::Old => "old",
+        },
+        v.endian.name()
+    );
+    let _ = writeln!(out, "footer at {:#x}:", v.footer_offset);
+    if v.format == VoiceFormat::Old {
+        let _ = writeln!(
+            out,
+            "  (old format: the driver uses only the last word, mem; the 24 bytes before it are image data)"
+        );
+    } else {
+        let _ = writeln!(out, "  crc32       {:#010x}", f.crc32);
+        let _ = writeln!(out, "  st_addr_crc {:#010x}", f.st_addr_crc);
+        let _ = writeln!(out, "  en_addr_crc {:#010x}", f.en_addr_crc);
+        let _ = writeln!(
+            out,
+            "  fw_vers     {:#010x} (platform nibble {}: {})",
+            f.fw_vers,
+            f.platform_nibble(),
+            v.platform.map_or("unknown", lantiq::Platform::name)
+        );
+        let _ = writeln!(
+            out,
+            "  enc         {:#010x} (encrypted {}, mailbox layout {})",
+            f.enc,
+            if v.encrypted { "yes" } else { "no" },
+            if v.mbox_layout2 { 2 } else { 1 }
+        );
+        let _ = writeln!(out, "  magic       {:#010x} (new format)", f.magic);
+    }
+    let _ = writeln!(
+        out,
+        "  mem         {:#010x} (check byte {:#04x}, expected {:#04x}: {})",
+        f.mem,
+        f.mem >> 24,
+        lantiq::mem_check_byte(f.mem),
+        if v.mem_valid {
+            format!("requirement {:#x} bytes", v.mem)
+        } else {
+            "invalid, the driver assumes 1 MiB".to_string()
+        }
+    );
+    let _ = writeln!(out, "what the voice driver (drv_mps_vmmc) does with it:");
+    let _ = writeln!(
+        out,
+        "  copies {:#x} bytes to KSEG1(vpe1_load_addr) (sha256 {copied_sha256})",
+        v.copy_len
+    );
+    let _ = writeln!(
+        out,
+        "  encrypted: {}",
+        if v.encrypted {
+            format!(
+                "yes: the on-chip ROM decrypts {:#x} bytes in place before the start",
+                lantiq::decrypt_len(v)
+            )
+        } else {
+            "no".to_string()
+        }
+    );
+    let _ = writeln!(out, "  CRC range [{:#x}, {:#x})", v.crc_start, v.crc_end);
+    let crc = match &v.crc {
+        CrcCheck::Match { value } => format!(
+            "CRC-32 {value:#010x}: matches the footer (assuming CRC-32/IEEE; the driver's algorithm is unconfirmed)"
+        ),
+        CrcCheck::Mismatch { stored, computed } => format!(
+            "CRC-32 {computed:#010x}: MISMATCH, the footer says {stored:#010x} (assuming CRC-32/IEEE; the driver's algorithm is unconfirmed)"
+        ),
+        CrcCheck::NotComputed { reason } => format!("not computed: {reason}"),
+    };
+    let _ = writeln!(out, "  checksum: {crc}");
+    let _ = writeln!(
+        out,
+        "  starts it with vpe1_sw_start(KSEG1(base), 0, 0): entry = the first byte, uncached"
+    );
+    render_warnings(out, v.warnings.iter().map(String::as_str));
 }
 
 fn render_warnings<'a>(out: &mut String, ws: impl Iterator<Item = &'a str>) {
@@ -496,6 +627,9 @@ fn render_loaded(out: &mut String, l: &Loaded) {
                 "  base {:#010x}, profile {}, relocs {}, ntcs {}, memsize {:#x}, trampoline {}, {}",
                 p.base, p.profile, p.relocs, p.ntcs, p.memsize, p.trampoline, p.tool
             );
+            for (k, v) in &p.extra {
+                let _ = writeln!(out, "  {k} = {v}");
+            }
         }
         None => {
             let _ = writeln!(out, "provenance note: none");

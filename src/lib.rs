@@ -13,9 +13,11 @@ pub mod elf;
 pub mod error;
 pub mod image;
 pub mod inspect;
+pub mod lantiq;
 pub mod legacy;
 pub mod remoteproc;
 pub mod rproc;
+pub mod synth;
 
 pub use error::{Error, Result};
 pub use image::Image;

@@ -120,6 +120,29 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The Lantiq-patched loader (`--kernel lantiq`, spec §3.3/§3.6/§6.2): the `/dev/vpe1`
+    /// buffer is `vpe1_mem` (P_SIZE when 0), relocatable images go to `vpe1_load_addr`, a
+    /// missing `__start`/`vpe_shared` starts at `KSEG1(vpe1_load_addr)`, and the firmware
+    /// keeps those addresses (fixed profile).
+    pub fn lantiq(mut self, vpe1_load_addr: u32, vpe1_mem: u32, entry_override: bool) -> Config {
+        let limit = if vpe1_mem == 0 {
+            P_SIZE as u32
+        } else {
+            vpe1_mem
+        };
+        self.max_image = limit as usize;
+        self.convert.lantiq = Some(vpe::lantiq::LantiqLoader {
+            vpe1_load_addr,
+            vpe1_mem: limit,
+            entry_override,
+        });
+        self.convert.profile = vpe::rproc::firmware::Profile::Fixed;
+        self.convert.base = None;
+        self
+    }
+}
+
 /// One `vpe1` open: its own buffer (vpe.c shared one `pbuffer` between all openers).
 #[derive(Debug, Default)]
 struct Upload {
@@ -357,6 +380,11 @@ impl Device {
         lock(&self.rproc).status.ntcs = v;
         info!("ntcs set to {v} ($a2 at the next start)");
         Ok(())
+    }
+
+    /// The cumulative write limit of one open (`P_SIZE`, or `vpe1_mem` in Lantiq mode).
+    pub fn max_image(&self) -> usize {
+        self.cfg.max_image
     }
 
     /// Current status, with the backend's state read now.

@@ -76,9 +76,39 @@ struct Args {
     /// Also make this path (a regular file, created if missing) the vpe1 device.
     #[arg(long, value_name = "PATH")]
     bind_dev: Option<PathBuf>,
+    /// Which /dev/vpe1 loader to reproduce: mainline or lantiq (the OpenWrt/UGW IFX_VPE_EXT
+    /// patch: images at --vpe1-load-addr, buffer --vpe1-mem, KSEG1(vpe1_load_addr) fallback).
+    #[arg(long, value_enum, default_value = "mainline")]
+    kernel: LoaderKernel,
+    /// The board's vpe1_load_addr= (KSEG0, e.g. 0x83e00000); needed with --kernel lantiq.
+    #[arg(long, value_name = "ADDR", value_parser = parse_u32)]
+    vpe1_load_addr: Option<u32>,
+    /// The board's vpe1_mem= (bytes, K/M suffixes): the buffer limit with --kernel lantiq
+    /// (default: --max-image).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    vpe1_mem: Option<u32>,
     /// Test hook: the simulated remote processor refuses every start (-EBUSY).
     #[arg(long, hide = true)]
     sim_fail_start: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LoaderKernel {
+    /// arch/mips/kernel/vpe.c as in Linux.
+    Mainline,
+    /// The Lantiq/OpenWrt IFX_VPE_EXT patch.
+    Lantiq,
+}
+
+/// Decimal or 0x hex with an optional K/M suffix (as the kernel's memparse for vpe1_mem=).
+fn parse_size(s: &str) -> Result<u32, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1024u64),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1024 * 1024),
+        _ => (s, 1),
+    };
+    let v = u64::from(parse_u32(num)?) * mult;
+    u32::try_from(v).map_err(|_| format!("`{s}` does not fit in 32 bits"))
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -146,6 +176,21 @@ async fn run(args: Args) -> Result<(), String> {
     cfg.ntcs = args.ntcs;
     cfg.convert.base = args.base;
     cfg.convert.semantics = args.relocs;
+    match (args.kernel, args.vpe1_load_addr) {
+        (LoaderKernel::Mainline, _) => {}
+        (LoaderKernel::Lantiq, None) => {
+            return Err("--kernel lantiq needs --vpe1-load-addr ADDR".into());
+        }
+        (LoaderKernel::Lantiq, Some(addr)) => {
+            if args.base.is_some_and(|b| b != addr) {
+                return Err("--base contradicts --vpe1-load-addr with --kernel lantiq".into());
+            }
+            let mem = args
+                .vpe1_mem
+                .unwrap_or(u32::try_from(args.max_image).unwrap_or(u32::MAX));
+            cfg = cfg.lantiq(addr, mem, true);
+        }
+    }
     if args.backend == BackendKind::Sysfs {
         // The daemon runs on the machine whose kernel loads the firmware: remoteproc refuses
         // an ELF whose EI_DATA differs from the kernel's byte order.
@@ -167,7 +212,7 @@ async fn run(args: Args) -> Result<(), String> {
         env!("CARGO_PKG_VERSION"),
         args.mount.display(),
         dev.status().backend,
-        args.max_image
+        dev.max_image()
     );
     let mut dev_handle = None;
     if let Some(path) = &args.bind_dev {

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vpe::convert;
 use vpe::elf::Endian;
 use vpe::image::RelocSemantics;
+use vpe::lantiq::{LantiqLoader, Platform, VoiceOptions};
 use vpe::rproc::check::KernelEra;
 use vpe::rproc::firmware::Profile;
 
@@ -28,8 +29,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Convert a legacy SP ELF (ET_REL or ET_EXEC) into remoteproc firmware.
+    /// Convert a legacy SP ELF (ET_REL or ET_EXEC) or a Lantiq voice image into remoteproc
+    /// firmware.
     Convert(ConvertArgs),
+    /// Convert every recognized image of a directory in parallel and write a migration
+    /// report; never stops at the first failure (exit 1 if any image did not convert).
+    Batch(BatchArgs),
     /// Show what the legacy loader would do with a file, or decode a firmware.
     Inspect {
         /// A legacy SP ELF or a remoteproc firmware.
@@ -40,6 +45,12 @@ pub enum Cmd {
         /// Relocation semantics for a relocatable input.
         #[arg(long, value_enum, default_value_t = Relocs::Strict)]
         relocs: Relocs,
+        /// Read a non-ELF input as an old-format Lantiq voice image.
+        #[arg(long)]
+        lantiq_voice: bool,
+        /// Byte order of a voice image's footer (default: detected, else big).
+        #[arg(long, value_enum)]
+        endian: Option<Host>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -80,19 +91,51 @@ pub enum Cmd {
     /// Print shell completions.
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
+    /// Write a synthetic SP object of about SIZE bytes (benchmarks; see vpe::synth).
+    #[command(hide = true)]
+    GenSynth {
+        /// Approximate size (bytes; K/M suffixes).
+        #[arg(long, value_parser = parse_size)]
+        size: u32,
+        /// Byte order.
+        #[arg(long, value_enum, default_value_t = Host::Big)]
+        endian: Host,
+        /// Seed of the pseudo-random contents.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write it.
+        out: PathBuf,
+    },
 }
 
 /// Options of a conversion.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// The legacy SP ELF (what was written to /dev/vpe1).
+    /// The legacy SP ELF (what was written to /dev/vpe1), or a Lantiq voice firmware image.
     pub old: PathBuf,
     /// The firmware file to write (never the input; written via temp file + rename).
     pub new: PathBuf,
+    #[command(flatten)]
+    pub flags: ConversionFlags,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ConvertArgs {
+    pub fn options(&self) -> Result<convert::Options, vpe::Error> {
+        self.flags.options()
+    }
+}
+
+/// The conversion flags shared by `convert` and `batch`.
+#[derive(Debug, Args, Clone)]
+pub struct ConversionFlags {
     /// Target profile: `mips-rproc` (KUSEG carveouts, the MIPS remoteproc driver model) or
-    /// `fixed` (addresses kept as linked, for a platform driver with fixed memory).
-    #[arg(long, value_enum, default_value_t = ProfileArg::MipsRproc)]
-    pub profile: ProfileArg,
+    /// `fixed` (addresses kept as linked, for a platform driver with fixed memory). Default:
+    /// mips-rproc; fixed with --kernel lantiq and for voice images.
+    #[arg(long, value_enum)]
+    pub profile: Option<ProfileArg>,
     /// Address a relocatable input is placed at (default 0x10000000 for mips-rproc;
     /// required for fixed).
     #[arg(long, value_parser = parse_addr)]
@@ -120,16 +163,76 @@ pub struct ConvertArgs {
     /// Byte order of the target kernel; refuse an input of the other order.
     #[arg(long, value_enum)]
     pub host: Option<Host>,
-    /// Print a JSON summary instead of text.
+    /// Which /dev/vpe1 loader to reproduce: `mainline` or `lantiq` (the OpenWrt/UGW
+    /// IFX_VPE_EXT patch: image at --vpe1-load-addr, write limit --vpe1-mem, a missing
+    /// __start or vpe_shared starts the program at KSEG1(vpe1_load_addr)).
+    #[arg(long, value_enum, default_value_t = LoaderKernel::Mainline)]
+    pub kernel: LoaderKernel,
+    /// The board's vpe1_load_addr= (KSEG0, e.g. 0x83e00000): where the Lantiq loader and the
+    /// voice driver put VPE1's image.
+    #[arg(long, visible_alias = "load-addr", value_parser = parse_addr)]
+    pub vpe1_load_addr: Option<Addr>,
+    /// The board's vpe1_mem= (bytes; K/M suffixes): the Lantiq write limit and the voice
+    /// memory limit (default 2M, what vpe1_get_max_mem() returns without it).
+    #[arg(long, value_parser = parse_size)]
+    pub vpe1_mem: Option<u32>,
+    /// `--entry __start`: start at __start even where the Lantiq loader's quirk (vpe_shared
+    /// missing) would start at KSEG1(vpe1_load_addr).
+    #[arg(long, value_name = "SYMBOL", value_parser = ["__start"])]
+    pub entry: Option<String>,
+    /// Voice images: the chip the voice driver runs on (its platform check).
+    #[arg(long, value_enum)]
+    pub platform: Option<PlatformArg>,
+    /// Voice images: byte order of the footer (default: detected by the magic, else big).
+    #[arg(long, value_enum)]
+    pub endian: Option<Host>,
+    /// Treat a non-ELF input as an old-format Lantiq voice image (footer without magic).
     #[arg(long)]
-    pub json: bool,
+    pub lantiq_voice: bool,
 }
 
-impl ConvertArgs {
-    pub fn options(&self) -> convert::Options {
-        convert::Options {
+impl ConversionFlags {
+    pub fn options(&self) -> Result<convert::Options, vpe::Error> {
+        let bad = |message: String| vpe::Error::Convert { message };
+        let mem = self.vpe1_mem.unwrap_or(vpe::legacy::P_SIZE_TOM);
+        let lantiq = match (self.kernel, self.vpe1_load_addr) {
+            (LoaderKernel::Mainline, _) => None,
+            (LoaderKernel::Lantiq, Some(a)) => Some(LantiqLoader {
+                vpe1_load_addr: a.0,
+                vpe1_mem: mem,
+                entry_override: self.entry.is_none(),
+            }),
+            (LoaderKernel::Lantiq, None) => {
+                return Err(bad(
+                    "--kernel lantiq needs --vpe1-load-addr ADDR (the board's vpe1_load_addr=, e.g. 0x83e00000)".into(),
+                ))
+            }
+        };
+        if self.entry.is_some() && lantiq.is_none() {
+            return Err(bad(
+                "--entry __start only changes the Lantiq loader's fallback (use it with --kernel lantiq)".into(),
+            ));
+        }
+        let voice = self.vpe1_load_addr.map(|a| VoiceOptions {
+            load_addr: a.0,
+            vpe1_mem: self.vpe1_mem,
+            platform: self.platform.map(Into::into),
+            endian: self.endian.map(Into::into),
+            old_format: self.lantiq_voice,
+        });
+        let profile = match (self.profile, lantiq.is_some()) {
+            (Some(ProfileArg::MipsRproc), true) => {
+                return Err(bad(
+                    "--kernel lantiq keeps the addresses the program ran at (KSEG0/KSEG1): it needs --profile fixed".into(),
+                ))
+            }
+            (Some(p), _) => p.into(),
+            (None, true) => Profile::Fixed,
+            (None, false) => Profile::MipsRproc,
+        };
+        Ok(convert::Options {
             base: self.base.map(|b| b.0),
-            profile: self.profile.into(),
+            profile,
             semantics: self.relocs.into(),
             ntcs: self.ntcs,
             memsize: self.memsize,
@@ -137,8 +240,56 @@ impl ConvertArgs {
             trace: self.trace,
             trampoline: !self.no_trampoline,
             host: self.host.map(Into::into),
+            lantiq,
+            voice,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoaderKernel {
+    /// arch/mips/kernel/vpe.c as in Linux.
+    Mainline,
+    /// The Lantiq/OpenWrt IFX_VPE_EXT patch.
+    Lantiq,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PlatformArg {
+    /// AR9.
+    Xrx100,
+    /// VR9.
+    Xrx200,
+    /// AR10, GRX330.
+    Xrx300,
+}
+
+impl From<PlatformArg> for Platform {
+    fn from(p: PlatformArg) -> Self {
+        match p {
+            PlatformArg::Xrx100 => Platform::Xrx100,
+            PlatformArg::Xrx200 => Platform::Xrx200,
+            PlatformArg::Xrx300 => Platform::Xrx300,
         }
     }
+}
+
+/// `vpe-migrate batch IN_DIR OUT_DIR`.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Directory of legacy images (not searched recursively).
+    pub in_dir: PathBuf,
+    /// Where the firmware goes (`NAME.fw` for each input `NAME`; created if missing).
+    pub out_dir: PathBuf,
+    /// Conversions run in parallel (default: the number of CPUs).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Write the migration report here: JSON if the name ends in .json, else Markdown.
+    /// May be given twice.
+    #[arg(long)]
+    pub report: Vec<PathBuf>,
+    #[command(flatten)]
+    pub flags: ConversionFlags,
 }
 
 /// An address given on the command line.
@@ -205,7 +356,7 @@ impl From<Host> for Endian {
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProfileArg {
     MipsRproc,
     Fixed,

@@ -2,13 +2,14 @@
 //!
 //! Exit status: 0 success, 1 input rejected (first line of stderr `error: ...`), 2 usage.
 
+mod batch;
 mod cli;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use thiserror::Error;
 
 use cli::{Cli, Cmd, ConvertArgs};
@@ -33,6 +34,8 @@ enum CliError {
     },
     #[error("refusing to overwrite the input {path} with the output")]
     OutputIsInput { path: PathBuf },
+    #[error("not every image converted: {summary}")]
+    BatchIncomplete { summary: String },
     #[error("{path}: not equivalent to {old}: {summary}")]
     NotEquivalent {
         path: PathBuf,
@@ -43,7 +46,13 @@ enum CliError {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if cli.command.is_none() && cli.convert.is_none() {
+        // clap's Option<flatten> does not see the nested ConversionFlags group; the
+        // arguments are all there, so read them directly.
+        cli.convert = Some(ConvertArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()));
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -62,16 +71,31 @@ fn run(cli: Cli) -> Result<(), CliError> {
             do_convert(&args)
         }
         Some(Cmd::Convert(args)) => do_convert(&args),
+        Some(Cmd::Batch(args)) => {
+            let opts = args.flags.options()?;
+            let report = batch::run(&args, &opts)?;
+            if report.all_converted() {
+                Ok(())
+            } else {
+                Err(CliError::BatchIncomplete {
+                    summary: report.summary(),
+                })
+            }
+        }
         Some(Cmd::Inspect {
             file,
             base,
             relocs,
+            lantiq_voice,
+            endian,
             json,
         }) => {
             let bytes = read(&file)?;
             let opts = inspect::Options {
                 base: base.0,
                 semantics: relocs.into(),
+                lantiq_voice,
+                voice_endian: endian.map(Into::into),
             };
             let ins = inspect::inspect(&bytes, &opts)?;
             let text = if json {
@@ -132,7 +156,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 .or(note_base)
                 .unwrap_or(convert::DEFAULT_BASE);
             let semantics = note_relocs.unwrap_or_default();
-            let legacy = convert::load_legacy(&old_bytes, base, semantics)?;
+            let legacy =
+                legacy_for_verify(&old_bytes, loaded.provenance.as_ref(), base, semantics)?;
             let report = verify::verify(&legacy, &loaded);
             let summary = convert::report_summary(&report);
             if json {
@@ -176,7 +201,75 @@ fn run(cli: Cli) -> Result<(), CliError> {
             clap_complete::generate(shell, &mut cmd, "vpe-migrate", &mut std::io::stdout());
             Ok(())
         }
+        Some(Cmd::GenSynth {
+            size,
+            endian,
+            seed,
+            out,
+        }) => {
+            let opts = vpe::synth::Options {
+                size: size as usize,
+                endian: endian.into(),
+                seed,
+            };
+            let (bytes, st) = vpe::synth::generate_with_stats(&opts);
+            std::fs::write(&out, &bytes).map_err(|source| CliError::Write {
+                path: out.clone(),
+                source,
+            })?;
+            println!(
+                "{}: {} bytes, {} sections, {} symbols, {} relocations",
+                out.display(),
+                bytes.len(),
+                st.sections,
+                st.symbols,
+                st.relocations()
+            );
+            Ok(())
+        }
     }
+}
+
+/// OLD as the loader recorded in NEW's note saw it: a voice image through the voice driver,
+/// an ELF through the Lantiq-patched or the mainline loader.
+fn legacy_for_verify(
+    old: &[u8],
+    note: Option<&vpe::rproc::note::Provenance>,
+    base: u32,
+    semantics: vpe::image::RelocSemantics,
+) -> Result<vpe::Image, CliError> {
+    let get = |k: &str| {
+        note.and_then(|p| p.extra.iter().find(|(key, _)| key == k))
+            .map(|(_, v)| v.clone())
+    };
+    if note.is_some_and(|p| p.input_kind == "voice") {
+        let load_addr = get("voice_load_addr")
+            .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        let opts = vpe::lantiq::VoiceOptions {
+            load_addr,
+            // The memory limit was checked at conversion; here only the bytes matter.
+            vpe1_mem: Some(u32::MAX),
+            platform: None,
+            endian: match get("voice_endian").as_deref() {
+                Some("little") => Some(vpe::elf::Endian::Little),
+                Some("big") => Some(vpe::elf::Endian::Big),
+                _ => None,
+            },
+            old_format: get("voice_format").as_deref() == Some("old"),
+        };
+        return Ok(vpe::lantiq::load_voice(old, &opts)?.1);
+    }
+    if let Some(l) = note.and_then(convert::lantiq_from_note) {
+        let opts = vpe::legacy::Options {
+            base: l.vpe1_load_addr,
+            semantics,
+            capacity: None,
+            lantiq: Some(l),
+        };
+        return Ok(vpe::legacy::load(old, &opts)?);
+    }
+    Ok(convert::load_legacy(old, base, semantics)?)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {
@@ -188,7 +281,7 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
 
 fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
     let bytes = read(&args.old)?;
-    let conv: Conversion = convert::convert(&bytes, &args.options())?;
+    let conv: Conversion = convert::convert(&bytes, &args.options()?)?;
     for w in conv.warnings() {
         for (i, line) in w.lines().enumerate() {
             if i == 0 {
@@ -211,6 +304,16 @@ fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
             "warnings": conv.warnings(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else if let Some(v) = &conv.voice {
+        println!(
+            "{}: remoteproc firmware from a Lantiq voice image ({} bytes copied at {:#010x}), entry {:#010x} (KSEG1, no trampoline), {} resource entries, {}",
+            args.new.display(),
+            v.copy_len,
+            conv.legacy.base,
+            conv.loaded.image.entry,
+            conv.loaded.table.entries.len(),
+            convert::report_summary(&conv.report)
+        );
     } else {
         println!(
             "{}: remoteproc firmware, entry {:#010x} -> __start {:#010x}, {} resource entries, {}",
@@ -226,7 +329,7 @@ fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
 
 /// Write `data` to `path` via a temporary file in the same directory, fsync, rename. Never
 /// replaces `input` (same file by identity, not just by name).
-fn write_atomic(path: &Path, data: &[u8], input: Option<&Path>) -> Result<(), CliError> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], input: Option<&Path>) -> Result<(), CliError> {
     if let Some(input) = input {
         if same_file(input, path) {
             return Err(CliError::OutputIsInput {
@@ -263,7 +366,7 @@ fn write_atomic(path: &Path, data: &[u8], input: Option<&Path>) -> Result<(), Cl
     Ok(())
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
         (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),

@@ -188,11 +188,19 @@ impl<'a> Reader<'a> {
         Ok(self.endian.read_u32(bytes_at(self.data, off, what)?))
     }
 
+    /// [`bytes_at`], naming the bytes only if they are missing (table entries are read by
+    /// the million; formatting a name for each would dominate).
+    fn array<const N: usize>(&self, off: u64, what: impl FnOnce() -> String) -> Result<[u8; N]> {
+        match bytes_at(self.data, off, "") {
+            Ok(b) => Ok(b),
+            Err(_) => bytes_at(self.data, off, &what()),
+        }
+    }
+
     /// Program header `i` of a table at `phoff` (32-byte stride).
     pub fn phdr(&self, phoff: u32, i: usize) -> Result<Phdr> {
         let base = u64::from(phoff) + (i as u64) * PHDR32_SIZE as u64;
-        let what = format!("program header #{i}");
-        let b: [u8; PHDR32_SIZE] = bytes_at(self.data, base, &what)?;
+        let b: [u8; PHDR32_SIZE] = self.array(base, || format!("program header #{i}"))?;
         let w = |k: usize| self.endian.read_u32([b[k], b[k + 1], b[k + 2], b[k + 3]]);
         Ok(Phdr {
             p_type: w(0),
@@ -209,8 +217,7 @@ impl<'a> Reader<'a> {
     /// Section header `i` of a table at `shoff` (40-byte stride).
     pub fn shdr(&self, shoff: u32, i: usize) -> Result<Shdr> {
         let base = u64::from(shoff) + (i as u64) * SHDR32_SIZE as u64;
-        let what = format!("section header [{i}]");
-        let b: [u8; SHDR32_SIZE] = bytes_at(self.data, base, &what)?;
+        let b: [u8; SHDR32_SIZE] = self.array(base, || format!("section header [{i}]"))?;
         let w = |k: usize| self.endian.read_u32([b[k], b[k + 1], b[k + 2], b[k + 3]]);
         Ok(Shdr {
             sh_name: w(0),
@@ -229,8 +236,7 @@ impl<'a> Reader<'a> {
     /// Symbol `i` of a symbol table whose contents start at `off` (16-byte stride).
     pub fn sym(&self, off: u32, i: usize) -> Result<Sym> {
         let base = u64::from(off) + (i as u64) * SYM32_SIZE as u64;
-        let what = format!("symbol #{i}");
-        let b: [u8; SYM32_SIZE] = bytes_at(self.data, base, &what)?;
+        let b: [u8; SYM32_SIZE] = self.array(base, || format!("symbol #{i}"))?;
         let w = |k: usize| self.endian.read_u32([b[k], b[k + 1], b[k + 2], b[k + 3]]);
         Ok(Sym {
             st_name: w(0),
@@ -245,8 +251,7 @@ impl<'a> Reader<'a> {
     /// REL entry `i` of a relocation section whose contents start at `off` (8-byte stride).
     pub fn rel(&self, off: u32, i: usize) -> Result<Rel> {
         let base = u64::from(off) + (i as u64) * REL32_SIZE as u64;
-        let what = format!("relocation #{i}");
-        let b: [u8; REL32_SIZE] = bytes_at(self.data, base, &what)?;
+        let b: [u8; REL32_SIZE] = self.array(base, || format!("relocation #{i}"))?;
         Ok(Rel {
             r_offset: self.endian.read_u32([b[0], b[1], b[2], b[3]]),
             r_info: self.endian.read_u32([b[4], b[5], b[6], b[7]]),
@@ -276,7 +281,7 @@ impl<'a> Reader<'a> {
         )?;
         let rest = &table[idx as usize..];
         match rest.iter().position(|&c| c == 0) {
-            Some(n) => Ok(String::from_utf8_lossy(&rest[..n]).into_owned()),
+            Some(n) => Ok(printable_name(&rest[..n])),
             None => Err(Error::Malformed {
                 what: format!(
                     "{what}: name at offset {idx:#x} is not NUL-terminated inside the string table"
@@ -285,4 +290,26 @@ impl<'a> Reader<'a> {
             }),
         }
     }
+}
+
+/// A name taken from a file, made safe to print: invalid UTF-8 becomes U+FFFD and control
+/// characters (newlines, escapes, ...) become `\xNN` / `\u{NNNN}`, so a crafted symbol or
+/// section name can never split an error into several lines, forge a `status` line or send
+/// terminal escapes. Names the tools look for (`__start`, `.resource_table`, ...) have none.
+pub fn printable_name(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    if !s.chars().any(char::is_control) {
+        return s.into_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if !c.is_control() {
+            out.push(c);
+        } else if (c as u32) < 0x100 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        }
+    }
+    out
 }

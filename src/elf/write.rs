@@ -221,6 +221,12 @@ impl Writer {
                 self.reserved
             )));
         }
+        if self.buf.capacity() < self.reserved as usize {
+            // Every range is reserved before the first write: allocate the file once, exactly
+            // (growing by doubling would hold up to twice the file and copy it repeatedly).
+            self.buf
+                .reserve_exact(self.reserved as usize - self.buf.len());
+        }
         self.buf.resize(off as usize, 0);
         self.buf.extend_from_slice(bytes);
         Ok(())

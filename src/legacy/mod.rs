@@ -61,6 +61,10 @@ pub struct Options {
     /// kernel's check and then the same check against the real length, so whatever the
     /// capacity, anything past the actual bytes is an error (with the legacy message).
     pub capacity: Option<u32>,
+    /// The Lantiq IFX_VPE_EXT patch (spec §3.3, §3.6): `vpe1_mem` is the write limit and a
+    /// missing `__start`/`vpe_shared` starts the program at `KSEG1(vpe1_load_addr)`. The
+    /// caller places an ET_REL at `vpe1_load_addr` through `base`.
+    pub lantiq: Option<crate::lantiq::LantiqLoader>,
 }
 
 impl Default for Options {
@@ -69,6 +73,7 @@ impl Default for Options {
             base: 0x1000_0000,
             semantics: RelocSemantics::Strict,
             capacity: None,
+            lantiq: None,
         }
     }
 }
@@ -118,7 +123,10 @@ pub fn load_with_state(bytes: &[u8], opts: &Options, st: &mut State) -> Result<I
     let eh = check_header(bytes)?;
     let len = opts.capacity.map_or(bytes.len() as u64, u64::from);
     let mut warnings = Vec::new();
-    let limit_writes = opts.capacity.unwrap_or(P_SIZE);
+    let limit_writes = opts
+        .capacity
+        .or(opts.lantiq.map(|l| l.vpe1_mem))
+        .unwrap_or(P_SIZE);
     if bytes.len() as u64 > u64::from(limit_writes) {
         warnings.push(Warning::new(format!(
             "{MSG_TOO_BIG} (the file is {} bytes; /dev/vpe1 accepted at most {limit_writes})",
@@ -199,7 +207,7 @@ pub fn load_with_state(bytes: &[u8], opts: &Options, st: &mut State) -> Result<I
     inp.names = inp.read_names()?;
     match e_type {
         ET_REL => load_rel(&inp, opts, st, warnings),
-        _ => load_exec(&inp, warnings),
+        _ => load_exec(&inp, opts, warnings),
     }
 }
 
@@ -423,7 +431,7 @@ fn load_rel(
             simp: &simp,
             rels: &rels,
         },
-        &image,
+        image,
         base,
         st,
         &mut warnings,
@@ -452,15 +460,12 @@ fn load_rel(
     };
 
     let (start, shared) = symbols::find_vpe_symbols(&tab, values);
-    if start == 0 {
-        return Err(Error::NoStart);
-    }
+    let mut sym_warnings = Vec::new();
+    let entry = crate::lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut sym_warnings)?;
     if opts.semantics == RelocSemantics::Strict && !out.diffs.is_empty() {
         return Err(Error::SemanticsDiffer { sites: out.diffs });
     }
-    if shared == 0 {
-        warnings.push(Warning::new(MSG_NO_SHARED));
-    }
+    warnings.extend(sym_warnings);
 
     let mut sections = Vec::new();
     let mut image_index = vec![None; inp.shdrs.len()];
@@ -496,7 +501,7 @@ fn load_rel(
         endian: inp.eh.endian,
         e_flags: inp.eh.e_flags,
         segments,
-        entry: start,
+        entry,
         shared: (shared != 0).then_some(shared),
         gp,
         base,
@@ -508,7 +513,7 @@ fn load_rel(
 
 /// ET_EXEC (§4): every PT_LOAD copied to `p_paddr`, no relocation, `__start`/`vpe_shared`
 /// from the raw `st_value` of the last symbol table.
-fn load_exec(inp: &Input, mut warnings: Vec<Warning>) -> Result<Image> {
+fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<Image> {
     let eh = &inp.eh;
     if eh.e_phnum > 0 && usize::from(eh.e_phentsize) != PHDR32_SIZE {
         warnings.push(Warning::new(format!(
@@ -584,7 +589,8 @@ fn load_exec(inp: &Input, mut warnings: Vec<Warning>) -> Result<Image> {
         .iter()
         .map(|(_, p)| Segment {
             addr: p.p_paddr,
-            data: inp.bytes[p.p_offset as usize..(p.p_offset + p.p_filesz) as usize].to_vec(),
+            // In range: checked above with u64 arithmetic against the real length.
+            data: inp.bytes[p.p_offset as usize..][..p.p_filesz as usize].to_vec(),
             mem_size: p.p_memsz,
         })
         .collect();
@@ -628,12 +634,7 @@ fn load_exec(inp: &Input, mut warnings: Vec<Warning>) -> Result<Image> {
     let tab = symbols::read_symtab(inp, false)?;
     let raw: Vec<u32> = tab.entries.iter().map(|e| e.sym.st_value).collect();
     let (start, shared) = symbols::find_vpe_symbols(&tab, &raw);
-    if start == 0 {
-        return Err(Error::NoStart);
-    }
-    if shared == 0 {
-        warnings.push(Warning::new(MSG_NO_SHARED));
-    }
+    let start = crate::lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut warnings)?;
     if eh.e_entry != start {
         warnings.push(Warning::new(format!(
             "e_entry {:#010x} is ignored: the legacy loader starts at __start {start:#010x}",
@@ -1042,6 +1043,7 @@ mod tests {
             base: B,
             semantics,
             capacity: None,
+            lantiq: None,
         }
     }
     fn strict() -> Options {

@@ -15,30 +15,79 @@ use crate::error::{Error, RelocationSite, Result};
 use crate::image::Warning;
 
 /// One relocation entry, validated: its word lies inside its (non-NOBITS) target section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Decoded from the input when needed ([`RelSec::site`], [`RelSec::sites`]) rather than kept:
+/// inputs can have millions. Its index is its position in the section and its address is
+/// [`RelSec::location`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Site {
-    /// Index of the entry inside its relocation section.
-    pub entry: usize,
     pub r_offset: u32,
-    pub r_type: u8,
-    /// Symbol table index.
-    pub sym: usize,
-    /// Final address of the word (`sechdrs[sh_info].sh_addr + r_offset`).
-    pub location: u32,
+    /// `r_info` as in the file: symbol index << 8 | type.
+    pub info: u32,
     /// Offset of the word in the image (meaningless for R_MIPS_NONE, which touches nothing).
     pub img_off: u32,
+}
+
+impl Site {
+    /// Symbol table index.
+    pub fn sym(&self) -> usize {
+        (self.info >> 8) as usize
+    }
+    pub fn r_type(&self) -> u8 {
+        (self.info & 0xff) as u8
+    }
 }
 
 /// A relocation section the kernel would process (REL or RELA, `sh_info` in range, target
 /// ALLOC), in section header order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RelSec {
+pub(crate) struct RelSec<'b> {
     pub index: usize,
     pub name: String,
     pub rela: bool,
     pub target: usize,
     pub target_name: String,
-    pub sites: Vec<Site>,
+    /// The validated REL entries: `8 * n` bytes of the input (empty for RELA).
+    entries: &'b [u8],
+    endian: Endian,
+    /// Offset of the target section in the image.
+    toff: u32,
+    /// The image base (to give each site its address).
+    pub base: u32,
+}
+
+impl RelSec<'_> {
+    fn decode(&self, b: &[u8]) -> Site {
+        let r_offset = self.endian.read_u32([b[0], b[1], b[2], b[3]]);
+        Site {
+            r_offset,
+            info: self.endian.read_u32([b[4], b[5], b[6], b[7]]),
+            img_off: self.toff.wrapping_add(r_offset),
+        }
+    }
+
+    /// Entry `k` (`k` below the number of entries).
+    pub fn site(&self, k: usize) -> Site {
+        self.decode(&self.entries[k * REL32_SIZE..(k + 1) * REL32_SIZE])
+    }
+
+    /// All entries, in order.
+    pub fn sites(&self) -> impl Iterator<Item = Site> + '_ {
+        self.sites_from(0)
+    }
+
+    /// The entries from `k` on, in order (none if `k` is past the end).
+    pub fn sites_from(&self, k: usize) -> impl Iterator<Item = Site> + '_ {
+        self.entries
+            .get(k.saturating_mul(REL32_SIZE)..)
+            .unwrap_or(&[])
+            .chunks_exact(REL32_SIZE)
+            .map(move |b| self.decode(b))
+    }
+
+    /// Final address of a site's word (`sechdrs[sh_info].sh_addr + r_offset`).
+    pub fn location(&self, site: &Site) -> u32 {
+        self.base.wrapping_add(site.img_off)
+    }
 }
 
 /// The kernel's `rstrs[]` (vpe.c): names printed in "relocation type %s ... failed".
@@ -79,17 +128,35 @@ pub(crate) fn abi_type_name(t: u8) -> String {
 
 /// Find and validate every relocation `vpe_elfload` would apply. Everything the kernel did not
 /// check (symbol index, `r_offset` inside the target) is a `Malformed` error here.
-pub(crate) fn collect(
-    inp: &Input,
+pub(crate) fn collect<'b>(
+    inp: &Input<'b>,
     tab: &Symtab,
     offsets: &[Option<u32>],
     base: u32,
     warnings: &mut Vec<Warning>,
-) -> Result<Vec<RelSec>> {
+) -> Result<Vec<RelSec<'b>>> {
     let shnum = inp.shdrs.len();
     let nsyms = tab.entries.len();
     let mut out = Vec::new();
     let mut warned_nonalloc = BTreeSet::new();
+    // Per symbol (computed once: relocations outnumber symbols and hit them at random): is it
+    // defined in a section that is not placed?
+    let nonalloc: Vec<bool> = tab
+        .entries
+        .iter()
+        .map(|e| {
+            let special = matches!(
+                e.sym.st_shndx,
+                SHN_UNDEF | SHN_ABS | SHN_COMMON | SHN_MIPS_SCOMMON
+            );
+            !special
+                && offsets
+                    .get(usize::from(e.sym.st_shndx))
+                    .copied()
+                    .flatten()
+                    .is_none()
+        })
+        .collect();
     for (i, sh) in inp.shdrs.iter().enumerate().skip(1) {
         if sh.sh_type != SHT_REL && sh.sh_type != SHT_RELA {
             continue;
@@ -107,7 +174,10 @@ pub(crate) fn collect(
             rela: sh.sh_type == SHT_RELA,
             target,
             target_name: target_name.clone(),
-            sites: Vec::new(),
+            entries: &[],
+            endian: inp.eh.endian,
+            toff: 0,
+            base,
         };
         if rs.rela {
             // The kernel stops at this section; nothing in it is read.
@@ -115,9 +185,10 @@ pub(crate) fn collect(
             continue;
         }
         inp.section_bytes(i, "relocation section")?;
+        let n = sh.sh_size as usize / REL32_SIZE;
         let tsh = inp.shdrs[target];
         let toff = offsets[target].unwrap_or(0);
-        for k in 0..sh.sh_size as usize / REL32_SIZE {
+        for k in 0..n {
             let rel = inp.r.rel(sh.sh_offset, k)?;
             let at = u64::from(sh.sh_offset) + (k * REL32_SIZE) as u64;
             let sym = rel.sym() as usize;
@@ -149,19 +220,8 @@ pub(crate) fn collect(
                     });
                 }
             }
-            let s = tab.entries[sym].sym;
-            let special = matches!(
-                s.st_shndx,
-                SHN_UNDEF | SHN_ABS | SHN_COMMON | SHN_MIPS_SCOMMON
-            );
-            if !special
-                && offsets
-                    .get(usize::from(s.st_shndx))
-                    .copied()
-                    .flatten()
-                    .is_none()
-                && warned_nonalloc.insert(sym)
-            {
+            if nonalloc[sym] && warned_nonalloc.insert(sym) {
+                let s = tab.entries[sym].sym;
                 let sec = usize::from(s.st_shndx);
                 warnings.push(Warning::new(format!(
                     "relocation #{k} in [{i}] {name} uses symbol \"{}\" of non-ALLOC section [{sec}] {}: the legacy loader used its address in the temporary buffer (modelled as 0)",
@@ -169,16 +229,11 @@ pub(crate) fn collect(
                     inp.names.get(sec).map(String::as_str).unwrap_or("?")
                 )));
             }
-            let img_off = toff.wrapping_add(rel.r_offset);
-            rs.sites.push(Site {
-                entry: k,
-                r_offset: rel.r_offset,
-                r_type,
-                sym,
-                location: base.wrapping_add(img_off),
-                img_off,
-            });
         }
+        // Inside the file: `section_bytes` checked the whole section.
+        let start = sh.sh_offset as usize;
+        rs.entries = inp.bytes.get(start..start + n * REL32_SIZE).unwrap_or(&[]);
+        rs.toff = toff;
         out.push(rs);
     }
     Ok(out)
@@ -189,7 +244,7 @@ pub(crate) struct Ctx<'a, 'b> {
     pub inp: &'a Input<'b>,
     pub tab: &'a Symtab,
     pub simp: &'a Simplified,
-    pub rels: &'a [RelSec],
+    pub rels: &'a [RelSec<'b>],
 }
 
 /// Both relocated images and where they differ.
@@ -221,17 +276,25 @@ fn sext16(v: u32) -> u32 {
     v as u16 as i16 as i32 as u32
 }
 
-fn error(inp: &Input, tab: &Symtab, rs: &RelSec, site: &Site, reason: String) -> Error {
+/// The error for entry `entry` (`site`) of `rs`.
+fn error(
+    inp: &Input,
+    tab: &Symtab,
+    rs: &RelSec,
+    entry: usize,
+    site: &Site,
+    reason: String,
+) -> Error {
     Error::Relocation {
         site: Box::new(RelocationSite {
-            index: site.entry,
+            index: entry,
             section: rs.name.clone(),
             target: rs.target_name.clone(),
             r_offset: site.r_offset,
-            location: site.location,
-            r_type: site.r_type,
-            type_name: legacy_type_name(site.r_type).to_string(),
-            symbol: tab.display_name(inp, site.sym),
+            location: rs.location(site),
+            r_type: site.r_type(),
+            type_name: legacy_type_name(site.r_type()).to_string(),
+            symbol: tab.display_name(inp, site.sym()),
         }),
         reason,
     }
@@ -251,7 +314,7 @@ fn no_handler(t: u8) -> String {
 /// (the caller has already applied this load's `save_gp_address`).
 pub(crate) fn apply(
     cx: &Ctx,
-    image: &[u8],
+    image: Vec<u8>,
     base: u32,
     st: &mut State,
     warnings: &mut Vec<Warning>,
@@ -265,15 +328,21 @@ pub(crate) fn apply(
     let e = inp.eh.endian;
     let has_gprel = rels
         .iter()
-        .flat_map(|r| &r.sites)
-        .any(|s| s.r_type == R_MIPS_GPREL16);
+        .flat_map(|r| r.sites())
+        .any(|s| s.r_type() == R_MIPS_GPREL16);
     if has_gprel && simp.gp_save.is_none() {
         warnings.push(Warning::new(format!(
             "R_MIPS_GPREL16 relocations but no _gp symbol: the legacy loader used gp_addr {:#010x} left by the previous load (0 after boot)",
             st.gp_addr
         )));
     }
-    let mut legacy = image.to_vec();
+    // The ELF pass reads the unrelocated bytes, so it runs first, into a copy; the legacy pass
+    // then relocates `image` in place (two image-sized buffers instead of three). The ELF
+    // pass's warnings are kept apart and come after the legacy pass's, as always.
+    let mut elf = image.clone();
+    let mut elf_warnings = Vec::new();
+    let elf_fail = elf_pass(cx, &image, &mut elf, &mut elf_warnings);
+    let mut legacy = image;
     let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
     if legacy_err.is_none() {
         for p in st
@@ -288,32 +357,44 @@ pub(crate) fn apply(
             )));
         }
     }
-    let mut elf = image.to_vec();
-    let elf_fail = elf_pass(cx, image, &mut elf, warnings);
+    warnings.append(&mut elf_warnings);
 
     let mut diffs = Vec::new();
-    let mut seen = BTreeSet::new();
+    // Words already compared (every non-NONE site lies inside the image): one bit per byte
+    // offset, first site of a word wins.
+    let mut seen = vec![0u64; legacy.len().div_ceil(64)];
     for (ri, rs) in rels.iter().enumerate() {
-        for (si, site) in rs.sites.iter().enumerate() {
-            if site.r_type == R_MIPS_NONE || !seen.insert(site.img_off) {
+        for (si, site) in rs.sites().enumerate() {
+            let site = &site;
+            if site.r_type() == R_MIPS_NONE {
                 continue;
             }
+            let (word, bit) = (site.img_off as usize / 64, 1u64 << (site.img_off % 64));
+            if seen[word] & bit != 0 {
+                continue;
+            }
+            seen[word] |= bit;
             let lw = rd(&legacy, site.img_off, e);
-            let prefix = format!(
-                "{}+{:#x} ({:#010x}) {} symbol \"{}\"",
-                rs.target_name,
-                site.r_offset,
-                site.location,
-                abi_type_name(site.r_type),
-                tab.display_name(inp, site.sym)
-            );
+            let prefix = || {
+                format!(
+                    "{}+{:#x} ({:#010x}) {} symbol \"{}\"",
+                    rs.target_name,
+                    site.r_offset,
+                    rs.location(site),
+                    abi_type_name(site.r_type()),
+                    tab.display_name(inp, site.sym())
+                )
+            };
             if let Some((_, _, reason)) = elf_fail.iter().find(|(r, s, _)| *r == ri && *s == si) {
-                diffs.push(format!("{prefix}: legacy {lw:#010x} elf error ({reason})"));
+                diffs.push(format!(
+                    "{}: legacy {lw:#010x} elf error ({reason})",
+                    prefix()
+                ));
                 continue;
             }
             let ew = rd(&elf, site.img_off, e);
             if lw != ew {
-                diffs.push(format!("{prefix}: legacy {lw:#010x} elf {ew:#010x}"));
+                diffs.push(format!("{}: legacy {lw:#010x} elf {ew:#010x}", prefix()));
             }
         }
     }
@@ -327,7 +408,7 @@ pub(crate) fn apply(
     }
     let elf_errs = elf_fail
         .into_iter()
-        .map(|(ri, si, reason)| error(inp, tab, &rels[ri], &rels[ri].sites[si], reason))
+        .map(|(ri, si, reason)| error(inp, tab, &rels[ri], si, &rels[ri].site(si), reason))
         .collect();
     Outcome {
         legacy,
@@ -363,19 +444,20 @@ fn legacy_pass(
                 section: rs.name.clone(),
             });
         }
-        for site in &rs.sites {
-            let v = simp.legacy[site.sym];
-            if v == 0 && warned_zero.insert(site.sym) {
+        for (entry, site) in rs.sites().enumerate() {
+            let site = &site;
+            let v = simp.legacy[site.sym()];
+            if v == 0 && warned_zero.insert(site.sym()) {
                 warnings.push(Warning::new(format!(
                     "VPE loader: undefined weak symbol {} (value 0, relocation #{} in {} resolved against 0)",
-                    tab.display_name(inp, site.sym),
-                    site.entry,
+                    tab.display_name(inp, site.sym()),
+                    entry,
                     rs.name
                 )));
             }
-            let fail = |reason: String| error(inp, tab, rs, site, reason);
+            let fail = |reason: String| error(inp, tab, rs, entry, site, reason);
             let off = site.img_off;
-            match site.r_type {
+            match site.r_type() {
                 R_MIPS_NONE => {}
                 R_MIPS_32 => wr(buf, off, e, rd(buf, off, e).wrapping_add(v)),
                 R_MIPS_26 => {
@@ -394,7 +476,7 @@ fn legacy_pass(
                     );
                 }
                 R_MIPS_HI16 => st.hi16.push(PendingHi16 {
-                    location: site.location,
+                    location: rs.location(site),
                     value: v,
                     generation: st.generation,
                 }),
@@ -413,7 +495,7 @@ fn legacy_pass(
                         if hi.generation != st.generation {
                             warnings.push(Warning::new(format!(
                                 "R_MIPS_LO16 relocation #{} in {} consumed an R_MIPS_HI16 left pending by a previous load: the legacy loader patched {:#010x} in the previous program's (freed) memory",
-                                site.entry, rs.name, hi.location
+                                entry, rs.name, hi.location
                             )));
                             continue;
                         }
@@ -447,7 +529,7 @@ fn legacy_pass(
                 R_MIPS_PC16 => {
                     let insn = rd(buf, off, e);
                     // Instructions, not bytes, minus the delay slot; the addend is discarded.
-                    let rel = ((v.wrapping_sub(site.location) as i32) >> 2).wrapping_sub(1);
+                    let rel = ((v.wrapping_sub(rs.location(site)) as i32) >> 2).wrapping_sub(1);
                     if !(-32768..=32768).contains(&rel) {
                         return Err(fail(format!(
                             "VPE loader: apply_r_mips_pc16: relative address out of range {:#x}",
@@ -479,21 +561,47 @@ fn elf_pass(
     } = *cx;
     let e = inp.eh.endian;
     let mut fails = Vec::new();
+    // Per symbol, computed once (relocations hit symbols at random): bit 0 undefined,
+    // bit 1 STT_SECTION.
+    const UNDEF: u8 = 1;
+    const SECTION: u8 = 2;
+    let meta: Vec<u8> = tab
+        .entries
+        .iter()
+        .map(|x| {
+            let undef = if x.sym.st_shndx == SHN_UNDEF {
+                UNDEF
+            } else {
+                0
+            };
+            let section = if x.sym.typ() == STT_SECTION {
+                SECTION
+            } else {
+                0
+            };
+            undef | section
+        })
+        .collect();
     for (ri, rs) in rels.iter().enumerate() {
         if rs.rela {
             continue;
         }
-        for (si, site) in rs.sites.iter().enumerate() {
-            let s = simp.elf[site.sym];
-            let sym = tab.entries[site.sym].sym;
-            let weak_undef = sym.st_shndx == SHN_UNDEF;
-            let p = site.location;
+        for (si, site) in rs.sites().enumerate() {
+            let site = &site;
+            let s = simp.elf[site.sym()];
+            let m = meta[site.sym()];
+            let weak_undef = m & UNDEF != 0;
+            let p = rs.location(site);
             let off = site.img_off;
-            let name = abi_type_name(site.r_type);
+            let r_type = site.r_type();
+            let name = || abi_type_name(r_type);
             let trunc = |what: String| {
-                format!("MIPS ELF ABI: relocation truncated to fit: {name} ({what})")
+                format!(
+                    "MIPS ELF ABI: relocation truncated to fit: {} ({what})",
+                    name()
+                )
             };
-            let result: std::result::Result<Option<u32>, String> = match site.r_type {
+            let result: std::result::Result<Option<u32>, String> = match r_type {
                 R_MIPS_NONE => Ok(None),
                 R_MIPS_32 => Ok(Some(s.wrapping_add(rd(orig, off, e)))),
                 R_MIPS_26 => {
@@ -503,14 +611,15 @@ fn elf_pass(
                     // sign-extended from 28 bits; then + S. The ABI text's
                     // `((A << 2) | (P & 0xf0000000)) + S` has the same low 28 bits, but S
                     // already carries the region here, so the region check uses A + S.
-                    let value = if sym.typ() == STT_SECTION {
+                    let value = if m & SECTION != 0 {
                         a.wrapping_add(s)
                     } else {
                         (((a << 4) as i32 >> 4) as u32).wrapping_add(s)
                     };
                     if !weak_undef && value & 3 != 0 {
                         Err(format!(
-                            "MIPS ELF ABI: {name} target {value:#010x} is not word-aligned"
+                            "MIPS ELF ABI: {} target {value:#010x} is not word-aligned",
+                            name()
                         ))
                     } else if !weak_undef && value >> 28 != p.wrapping_add(4) >> 28 {
                         Err(trunc(format!(
@@ -524,18 +633,18 @@ fn elf_pass(
                 R_MIPS_HI16 => {
                     let insn = rd(orig, off, e);
                     // GNU ld: the next LO16 against the same symbol in the same section.
-                    let lo = rs.sites[si + 1..]
-                        .iter()
-                        .find(|x| x.r_type == R_MIPS_LO16 && x.sym == site.sym);
+                    let lo = rs
+                        .sites_from(si + 1)
+                        .find(|x| x.r_type() == R_MIPS_LO16 && x.sym() == site.sym());
                     let alo = match lo {
                         Some(lo) => sext16(rd(orig, lo.img_off, e) & 0xffff),
                         None => {
                             warnings.push(Warning::new(format!(
                                 "MIPS ELF ABI: can't find matching LO16 reloc against `{}' for R_MIPS_HI16 at {:#x} in section `{}' (relocation #{} in {}); low half taken as 0",
-                                tab.display_name(inp, site.sym),
+                                tab.display_name(inp, site.sym()),
                                 site.r_offset,
                                 rs.target_name,
-                                site.entry,
+                                si,
                                 rs.name
                             )));
                             0
@@ -554,7 +663,8 @@ fn elf_pass(
                     let insn = rd(orig, off, e);
                     match simp.elf_gp {
                         None => Err(format!(
-                            "MIPS ELF ABI: {name} needs _gp, which this object does not define (GNU ld would define it when linking)"
+                            "MIPS ELF ABI: {} needs _gp, which this object does not define (GNU ld would define it when linking)",
+                            name()
                         )),
                         Some(gp) => {
                             let val = i64::from(s) + i64::from(sext16(insn & 0xffff) as i32)
@@ -574,7 +684,8 @@ fn elf_pass(
                     let val = target - i64::from(p);
                     if !weak_undef && target & 3 != 0 {
                         Err(format!(
-                            "MIPS ELF ABI: {name} target {target:#x} is not word-aligned"
+                            "MIPS ELF ABI: {} target {target:#x} is not word-aligned",
+                            name()
                         ))
                     } else if !weak_undef && !(-0x20000..0x20000).contains(&val) {
                         Err(trunc(format!("S + A - P = {val:#x}")))

@@ -55,6 +55,9 @@ pub struct SimOptions {
     pub fail_start: bool,
 }
 
+/// Log lines [`Sim::log`] keeps at least (at most twice as many).
+const LOG_KEEP: usize = 512;
+
 /// A simulated remoteproc instance.
 #[derive(Debug, Clone)]
 pub struct Sim {
@@ -151,6 +154,10 @@ impl Sim {
 
     fn say(&mut self, line: String) {
         info!("sim: {line}");
+        // Bounded (a daemon runs for months): keep the newest lines, like the kernel's ring.
+        if self.log.len() >= 2 * LOG_KEEP {
+            self.log.drain(..LOG_KEEP);
+        }
         self.log.push(line);
     }
 

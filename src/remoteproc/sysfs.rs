@@ -644,6 +644,7 @@ impl Sysfs {
             // credentials, people inspecting the directory expect a readable file.
             f.set_permissions(fs::Permissions::from_mode(0o644))?;
             f.write_all(bytes)?;
+            test_pause_in_install();
             f.sync_all()?;
             // The path must still name the file we wrote (nobody swapped it).
             let ours = f.metadata()?;
@@ -702,6 +703,17 @@ impl Sysfs {
                 ),
             }
         }
+    }
+}
+
+/// Test-only fault window: with `VPE_TEST_INSTALL_PAUSE_MS` set (by `compat/tests/faults.rs`),
+/// an install sleeps that long with the temp file written but not yet renamed, so a test can
+/// `kill -9` the daemon in the middle of an install. It only ever delays.
+fn test_pause_in_install() {
+    if let Some(ms) = std::env::var_os("VPE_TEST_INSTALL_PAUSE_MS")
+        .and_then(|v| v.to_str().and_then(|v| v.parse::<u64>().ok()))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
     }
 }
 

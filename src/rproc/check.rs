@@ -439,7 +439,7 @@ fn section_headers(b: &[u8], h: &Ehdr) -> Result<Vec<Section>> {
             };
             Ok(Section {
                 shdr,
-                name: String::from_utf8_lossy(&rest[..nul]).into_owned(),
+                name: crate::elf::read::printable_name(&rest[..nul]),
             })
         })
         .collect()
@@ -553,7 +553,7 @@ fn find_table(
 /// A NUL-terminated `char name[32]`, or `None` if there is no NUL within the 32 bytes.
 fn c_name(b: &[u8]) -> Option<String> {
     let n = b.iter().position(|&c| c == 0)?;
-    Some(String::from_utf8_lossy(&b[..n]).into_owned())
+    Some(crate::elf::read::printable_name(&b[..n]))
 }
 
 fn handle_resources(
@@ -720,7 +720,7 @@ fn handle_resources(
                     w.push(format!(
                         "trace entry {i}: name is not NUL-terminated within 32 bytes"
                     ));
-                    String::from_utf8_lossy(bytes(12, NAME_LEN)).into_owned()
+                    crate::elf::read::printable_name(bytes(12, NAME_LEN))
                 });
                 seen_other = true;
                 Resource::Trace {
@@ -1065,11 +1065,16 @@ fn silent_failures(
         }
     }
 
-    // e_entry: the kernel never checks it; the MIPS driver calls it as a function.
+    // e_entry: the kernel never checks it; the MIPS driver calls it as a function. A
+    // KSEG0/KSEG1 entry may reach its code through the unmapped alias of a segment loaded at
+    // the twin or physical address (Lantiq: vpe1_sw_start(KSEG1(base)), spec §6.4).
+    let mut targets = vec![h.e_entry];
+    targets.extend(super::firmware::kseg_aliases(h.e_entry));
     let in_code = loads.iter().any(|(_, p)| {
         p.p_flags & PF_X != 0
-            && h.e_entry >= p.p_paddr
-            && u64::from(h.e_entry) < u64::from(p.p_paddr) + u64::from(p.p_memsz)
+            && targets.iter().any(|&t| {
+                t >= p.p_paddr && u64::from(t) < u64::from(p.p_paddr) + u64::from(p.p_memsz)
+            })
     });
     if !in_code {
         return Err(firmware(format!(

@@ -313,6 +313,16 @@ fn kseg_error(start: u32, end: u64) -> Error {
     ))
 }
 
+/// The other addresses of the byte a KSEG0/KSEG1 address reaches without the TLB: its
+/// KSEG1/KSEG0 twin and its physical address. Empty for mapped addresses.
+pub fn kseg_aliases(addr: u32) -> Vec<u32> {
+    if (0x8000_0000..0xc000_0000).contains(&addr) {
+        vec![addr ^ 0x2000_0000, addr & 0x1fff_ffff]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Merge segments whose 4 KiB page ranges touch or overlap.
 fn regions(image: &Image) -> Result<Vec<Region>> {
     let mut segs: Vec<&Segment> = image.segments.iter().filter(|s| s.mem_size > 0).collect();
@@ -396,7 +406,13 @@ fn plan(image: &Image, opts: &Options) -> Result<Plan> {
             }
         }
     }
-    if image.byte_at(image.entry).is_none() {
+    // Profile F: the Lantiq loaders start at KSEG1(vpe1_load_addr), an unmapped alias of
+    // memory loaded at its KSEG0 or physical address.
+    let via_alias = opts.profile == Profile::Fixed
+        && kseg_aliases(image.entry)
+            .iter()
+            .any(|&a| image.byte_at(a).is_some());
+    if image.byte_at(image.entry).is_none() && !via_alias {
         return Err(convert_err(format!(
             "the entry point {:#010x} (__start) is not inside any loaded segment",
             image.entry
@@ -460,6 +476,9 @@ fn plan(image: &Image, opts: &Options) -> Result<Plan> {
         if file_len > MAX_FILE {
             return Err(too_big(file_len));
         }
+        // Exact capacity: a doubling `resize` would hold up to twice the image.
+        r.data
+            .reserve_exact((file_len as usize).saturating_sub(r.data.len()));
         r.data.resize(file_len as usize, 0);
         let mut put = |addr: u32, bytes: &[u8]| {
             let o = (u64::from(addr) - start) as usize;
@@ -871,6 +890,7 @@ mod tests {
             memsize: 0,
             trampoline: true,
             tool: "vpe-migrate 0.1.0".into(),
+            extra: Vec::new(),
         }
     }
 

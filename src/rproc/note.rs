@@ -32,6 +32,10 @@ pub struct Provenance {
     pub trampoline: bool,
     /// e.g. `vpe-migrate 0.1.0`.
     pub tool: String,
+    /// Further `key=value` lines after the fixed ones, in this order (e.g. the Lantiq loader
+    /// settings or every field of a voice image's footer). Decoding puts every key it does
+    /// not know here.
+    pub extra: Vec<(String, String)>,
 }
 
 fn pad4(v: &mut Vec<u8>) {
@@ -51,7 +55,7 @@ impl Provenance {
         // Newlines would break the line format; values we write never contain them, and a
         // caller's stray newline is replaced rather than producing an undecodable note.
         let clean = |s: &str| s.replace(['\n', '\r'], " ");
-        format!(
+        let mut out = format!(
             "tool={}\ninput_sha256={}\ninput_kind={}\nbase={:#010x}\nprofile={}\nrelocs={}\nntcs={}\nmemsize={:#x}\ntrampoline={}\n",
             clean(&self.tool),
             clean(&self.input_sha256),
@@ -62,7 +66,11 @@ impl Provenance {
             self.ntcs,
             self.memsize,
             self.trampoline
-        )
+        );
+        for (k, v) in &self.extra {
+            out.push_str(&format!("{}={}\n", clean(k).replace('=', "_"), clean(v)));
+        }
+        out
     }
 }
 
@@ -176,8 +184,11 @@ fn parse_desc(desc: &[u8], at: usize) -> Result<Provenance> {
                 };
                 8
             }
-            // Keys from a newer version are ignored.
-            _ => continue,
+            // Keys this version has no field for are kept in order.
+            _ => {
+                p.extra.push((k.to_string(), v.to_string()));
+                continue;
+            }
         };
         seen[i] = true;
     }
@@ -213,7 +224,24 @@ mod tests {
             memsize: 0x20_0000,
             trampoline: true,
             tool: "vpe-migrate 0.1.0".into(),
+            extra: Vec::new(),
         }
+    }
+
+    #[test]
+    fn extra_lines_round_trip_in_order() {
+        let p = Provenance {
+            extra: vec![
+                ("voice_magic".into(), "0xcc123456".into()),
+                ("kernel".into(), "lantiq".into()),
+            ],
+            ..sample()
+        };
+        let b = encode(&p, Endian::Big);
+        assert_eq!(decode(&b, Endian::Big).unwrap(), p);
+        assert!(p
+            .desc()
+            .ends_with("trampoline=true\nvoice_magic=0xcc123456\nkernel=lantiq\n"));
     }
 
     #[test]

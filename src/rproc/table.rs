@@ -340,7 +340,7 @@ fn decode_entry(
     let name = |rel: usize| -> Result<String> {
         let b = get(rel, NAME_LEN)?;
         let n = b.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
-        Ok(String::from_utf8_lossy(&b[..n]).into_owned())
+        Ok(crate::elf::read::printable_name(&b[..n]))
     };
     let rtype = u(0)?;
     let b = RSC_HDR_SIZE;

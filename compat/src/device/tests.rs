@@ -605,3 +605,30 @@ fn node_names_and_modes() {
     assert_eq!(Node::Ntcs.perm(false), 0o644);
     assert_eq!(Node::StatusJson.perm(false), 0o444);
 }
+
+#[test]
+fn lantiq_mode_limits_writes_to_vpe1_mem_and_starts_at_kseg1_without_vpe_shared() {
+    let cfg = Config::default().lantiq(0x83e0_0000, 0x1_0000, true);
+    let d = sim_device(cfg, false);
+    assert_eq!(d.max_image(), 0x1_0000);
+    // vpe1_mem bounds the buffer: exactly the limit is fine, one more byte is ENOMEM.
+    let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    assert_eq!(d.write(fh, &vec![0u8; 0x1_0000]), Ok(0x1_0000));
+    assert_eq!(d.write(fh, &[0]), Err(Errno(libc::ENOMEM)));
+    lock(&d.handles).map.remove(&fh);
+    // No vpe_shared: the Lantiq loader's quirk starts at KSEG1(vpe1_load_addr).
+    cat(&d, &fixture("no_shared.be.o"));
+    let st = d.status();
+    assert_eq!(st.state, "running", "{st:?}");
+    assert_eq!(st.entry.as_deref(), Some("0xa3e00000"), "{st:?}");
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.starts_with("LANTIQ LOADER QUIRK")),
+        "{:?}",
+        st.warnings
+    );
+    // A program without __start, refused by mainline, runs too.
+    cat(&d, &fixture("no_start.be.o"));
+    assert_eq!(d.status().entry.as_deref(), Some("0xa3e00000"));
+}

@@ -1,0 +1,205 @@
+//! A real `vpe-compat` on a real FUSE mount, for the hardening tests (hostile inputs, soak,
+//! faults). The same protocol as `mounted.rs`: own mount point per daemon, READY=1 over
+//! NOTIFY_SOCKET, a Drop guard that terminates it and detaches the mount.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vpe-compat");
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("tests/fixtures/bin").join(name)).expect("fixture")
+}
+
+pub fn can_mount() -> bool {
+    let ok = nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists();
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "mounted tests need root and /dev/fuse, and CI is set"
+    );
+    if !ok {
+        eprintln!("skipped: mounted tests need root and /dev/fuse");
+    }
+    ok
+}
+
+pub fn mounted(p: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let p = p.to_string_lossy();
+    mounts.lines().any(|l| l.split(' ').nth(1) == Some(&*p))
+}
+
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub mnt: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(extra: &[&str]) -> Daemon {
+        Self::start_env(extra, &[])
+    }
+
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let mut d = Daemon {
+            child: None,
+            mnt,
+            dir,
+        };
+        d.spawn(extra, env);
+        d
+    }
+
+    pub fn spawn(&mut self, extra: &[&str], env: &[(&str, &str)]) {
+        let sock_path = self.dir.path().join("notify");
+        let _ = std::fs::remove_file(&sock_path);
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("--mount")
+            .arg(&self.mnt)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vpe-compat");
+        self.child = Some(child);
+        let mut buf = [0u8; 64];
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no READY=1 from the daemon ({e}); log:\n{}", self.log()));
+        assert_eq!(&buf[..n], b"READY=1\n");
+        assert!(mounted(&self.mnt), "READY=1 before the mount exists");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.mnt.join(name)
+    }
+
+    pub fn status(&self) -> String {
+        std::fs::read_to_string(self.path("status")).expect("read status")
+    }
+
+    pub fn count(st: &str, key: &str) -> u64 {
+        st.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn loads(st: &str) -> u64 {
+        Self::count(st, "loads_ok: ") + Self::count(st, "loads_failed: ")
+    }
+
+    /// The status once `n` loads have finished (RELEASE comes after close() returned).
+    pub fn wait_loads(&self, n: u64) -> String {
+        let t = Instant::now();
+        loop {
+            let st = self.status();
+            if Self::loads(&st) >= n {
+                return st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "waiting for {n} loads:\n{st}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGKILL and reap: the mount stays behind, dead.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn terminate(&mut self) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if let Some(mut c) = self.child.take() {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.terminate();
+        if mounted(&self.mnt) {
+            let _ = nix::mount::umount2(self.mnt.as_path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Write `bytes` to `path` with one open/write/close (as `cat` does).
+pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(bytes)?;
+    drop(f);
+    Ok(())
+}
+
+/// The hostile corpus: (name, bytes), sorted.
+pub fn hostile_cases() -> Vec<(String, Vec<u8>)> {
+    let dir = root().join("tests/hostile/cases");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v.into_iter()
+        .map(|p| {
+            let n = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (n, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
