@@ -1,4 +1,4 @@
-//! Soak: 1 000 load cycles (after a warm-up of 500) through a real mount, valid and invalid images mixed, from four
+//! Soak: 1 000 load cycles (after a warm-up of 1 000) through a real mount, valid and invalid images mixed, from four
 //! concurrent writers. The daemon must not leak file descriptors or memory (VmRSS after the
 //! run within 10 % of its value after a warm-up), leave no temp file behind, and every valid
 //! image must have reached `running` (a load counts as ok only once the processor runs).
@@ -15,7 +15,7 @@ const CYCLES: u64 = 1000;
 const WRITERS: u64 = 4;
 /// Loads before the first measurement: the runtime's worker threads, their malloc arenas and
 /// the converter's buffers reach their working size within the first few hundred.
-const WARMUP: u64 = 500;
+const WARMUP: u64 = 1000;
 
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -2,7 +2,7 @@
 //! the legacy kernel's arithmetic (arch/mips/kernel/vpe.c `apply_r_mips_*`) and once with the
 //! MIPS ELF ABI's (what GNU ld produces), and the list of sites where the two disagree.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::symbols::{Simplified, Symtab};
 use super::{Input, PendingHi16, State};
@@ -82,6 +82,30 @@ impl RelSec<'_> {
             .unwrap_or(&[])
             .chunks_exact(REL32_SIZE)
             .map(move |b| self.decode(b))
+    }
+
+    /// For every R_MIPS_HI16 (by entry index), the entry index of the next R_MIPS_LO16
+    /// against the same symbol: GNU ld's pairing. One backward scan, because a forward
+    /// search per HI16 is quadratic on hostile input (many HI16s, no LO16).
+    pub fn hi16_partners(&self) -> HashMap<usize, usize> {
+        let n = self.entries.len() / REL32_SIZE;
+        let mut next_lo: HashMap<usize, usize> = HashMap::new();
+        let mut out = HashMap::new();
+        for k in (0..n).rev() {
+            let s = self.site(k);
+            match s.r_type() {
+                R_MIPS_LO16 => {
+                    next_lo.insert(s.sym(), k);
+                }
+                R_MIPS_HI16 => {
+                    if let Some(&lo) = next_lo.get(&s.sym()) {
+                        out.insert(k, lo);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// Final address of a site's word (`sechdrs[sh_info].sh_addr + r_offset`).
@@ -586,6 +610,7 @@ fn elf_pass(
         if rs.rela {
             continue;
         }
+        let partners = rs.hi16_partners();
         for (si, site) in rs.sites().enumerate() {
             let site = &site;
             let s = simp.elf[site.sym()];
@@ -633,9 +658,7 @@ fn elf_pass(
                 R_MIPS_HI16 => {
                     let insn = rd(orig, off, e);
                     // GNU ld: the next LO16 against the same symbol in the same section.
-                    let lo = rs
-                        .sites_from(si + 1)
-                        .find(|x| x.r_type() == R_MIPS_LO16 && x.sym() == site.sym());
+                    let lo = partners.get(&si).map(|&k| rs.site(k));
                     let alo = match lo {
                         Some(lo) => sext16(rd(orig, lo.img_off, e) & 0xffff),
                         None => {
