@@ -360,3 +360,15 @@ fn converted_voice_firmware_inspect_snapshot() {
     let text = inspect_text(&c.firmware, false);
     insta::assert_snapshot!("voice__converted_firmware", text);
 }
+
+/// Lantiq-mode ELF conversions (fixed profile, KSEG0 placement, the quirk) as `inspect` shows
+/// the firmware: carveout physical addresses, the KSEG1 entry, the provenance note.
+#[test]
+fn lantiq_elf_mode_inspect_snapshots() {
+    for (name, quirk) in [("hello.be.o", true), ("no_shared.le.o", true), ("no_shared.be.o", false)] {
+        let c = convert::convert(&fixture_bytes(name), &lantiq(quirk)).unwrap();
+        let text = inspect_text(&c.firmware, false);
+        let tag = if quirk { "quirk" } else { "entry_start" };
+        insta::assert_snapshot!(format!("lantiq_elf__{name}__{tag}"), text);
+    }
+}
