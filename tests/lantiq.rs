@@ -365,7 +365,11 @@ fn converted_voice_firmware_inspect_snapshot() {
 /// the firmware: carveout physical addresses, the KSEG1 entry, the provenance note.
 #[test]
 fn lantiq_elf_mode_inspect_snapshots() {
-    for (name, quirk) in [("hello.be.o", true), ("no_shared.le.o", true), ("no_shared.be.o", false)] {
+    for (name, quirk) in [
+        ("hello.be.o", true),
+        ("no_shared.le.o", true),
+        ("no_shared.be.o", false),
+    ] {
         let c = convert::convert(&fixture_bytes(name), &lantiq(quirk)).unwrap();
         let text = inspect_text(&c.firmware, false);
         let tag = if quirk { "quirk" } else { "entry_start" };

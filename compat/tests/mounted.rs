@@ -2,183 +2,17 @@
 //! setpriv). Needs root and /dev/fuse (CI runs as root); skipped with a message otherwise.
 //!
 //! Every daemon gets its own mount point; a Drop guard terminates it and detaches the mount
-//! so a failing test leaves nothing behind.
+//! so a failing test leaves nothing behind (`support/mod.rs`).
 
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vpe-compat");
+mod support;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/bin")
-        .join(name)
-}
-
-fn fixture_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(name)).expect("fixture")
-}
-
-fn can_mount() -> bool {
-    let ok = nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists();
-    // CI runs as root with /dev/fuse: there a mounted test must never turn into a skip.
-    assert!(
-        ok || std::env::var_os("CI").is_none(),
-        "mounted tests need root and /dev/fuse, and CI is set"
-    );
-    if !ok {
-        eprintln!("skipped: mounted tests need root and /dev/fuse");
-    }
-    ok
-}
-
-fn mounted(p: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let p = p.to_string_lossy();
-    mounts.lines().any(|l| l.split(' ').nth(1) == Some(&*p))
-}
-
-struct Daemon {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    mnt: PathBuf,
-    extra_mounts: Vec<PathBuf>,
-}
-
-impl Daemon {
-    /// Start the daemon and wait for its READY=1 (the systemd readiness protocol).
-    fn start(extra: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        // Others must be able to reach the mount point, so that only the files' own modes
-        // decide what a non-root user may do.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let mut d = Daemon {
-            child: None,
-            mnt,
-            extra_mounts: Vec::new(),
-            dir,
-        };
-        d.spawn(extra);
-        d
-    }
-
-    fn spawn(&mut self, extra: &[&str]) {
-        let sock_path = self.dir.path().join("notify");
-        let _ = std::fs::remove_file(&sock_path);
-        let sock = UnixDatagram::bind(&sock_path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .arg("--mount")
-            .arg(&self.mnt)
-            .args(extra)
-            .env("RUST_LOG", "debug")
-            .env("NOTIFY_SOCKET", &sock_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn vpe-compat");
-        self.child = Some(child);
-        let mut buf = [0u8; 64];
-        let n = sock
-            .recv(&mut buf)
-            .unwrap_or_else(|e| panic!("no READY=1 from the daemon ({e}); log:\n{}", self.log()));
-        assert_eq!(&buf[..n], b"READY=1\n");
-        assert!(mounted(&self.mnt), "READY=1 before the mount exists");
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.mnt.join(name)
-    }
-
-    fn status(&self) -> String {
-        std::fs::read_to_string(self.path("status")).expect("read status")
-    }
-
-    /// The status once `n` loads have finished. FUSE sends RELEASE (where the load happens)
-    /// after `close()` has returned, so a load completes a moment after the writer exits.
-    fn wait_loads(&self, n: u64) -> String {
-        let t = Instant::now();
-        loop {
-            let st = self.status();
-            let count = |key: &str| -> u64 {
-                st.lines()
-                    .find_map(|l| l.strip_prefix(key))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
-            if count("loads_ok: ") + count("loads_failed: ") >= n {
-                return st;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "waiting for {n} loads:\n{st}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn status_json(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.path("status.json")).unwrap()).unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    fn signal(&self, sig: Signal) {
-        if let Some(c) = &self.child {
-            let _ = kill(Pid::from_raw(c.id() as i32), sig);
-        }
-    }
-
-    /// SIGTERM and wait (at most 10 s) for the exit.
-    fn terminate(&mut self) -> Option<ExitStatus> {
-        self.signal(Signal::SIGTERM);
-        let mut c = self.child.take()?;
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(st)) = c.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.terminate();
-        }
-        for p in std::iter::once(&self.mnt).chain(&self.extra_mounts) {
-            if mounted(p) {
-                let _ = nix::mount::umount2(p.as_path(), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-    }
-}
+use support::*;
 
 fn sh(cmd: &str) -> Output {
     Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
@@ -613,14 +447,14 @@ fn sigterm_unmounts_and_a_stale_mount_is_cleaned_at_start() {
 
     // SIGKILL leaves a dead mount ("Transport endpoint is not connected"); a new daemon
     // detaches it and mounts again.
-    d.spawn(&[]);
+    d.spawn(&[], &[]);
     d.signal(Signal::SIGKILL);
     if let Some(mut c) = d.child.take() {
         let _ = c.wait();
     }
     let e = std::fs::metadata(d.path("status")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "{e}");
-    d.spawn(&[]);
+    d.spawn(&[], &[]);
     assert!(d.status().contains("backend: sim\n"));
     assert!(d.log().contains("stale FUSE mount"));
 }

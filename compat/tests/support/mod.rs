@@ -1,12 +1,16 @@
-//! A real `vpe-compat` on a real FUSE mount, for the hardening tests (hostile inputs, soak,
-//! faults). The same protocol as `mounted.rs`: own mount point per daemon, READY=1 over
-//! NOTIFY_SOCKET, a Drop guard that terminates it and detaches the mount.
+//! A real `vpe-compat` on a real FUSE mount, shared by the mounted tests (behaviour, hostile
+//! inputs, soak, faults): own mount point per daemon, READY=1 over NOTIFY_SOCKET (the systemd
+//! readiness protocol), a Drop guard that terminates it and detaches its mounts so a failing
+//! test leaves nothing behind.
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vpe-compat");
@@ -15,8 +19,12 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/bin").join(name)
+}
+
 pub fn fixture_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(root().join("tests/fixtures/bin").join(name)).expect("fixture")
+    std::fs::read(fixture(name)).expect("fixture")
 }
 
 pub fn can_mount() -> bool {
@@ -41,6 +49,8 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub mnt: PathBuf,
+    /// Further mounts the daemon made (e.g. `--bind-dev`), detached on drop too.
+    pub extra_mounts: Vec<PathBuf>,
 }
 
 impl Daemon {
@@ -57,6 +67,7 @@ impl Daemon {
             child: None,
             mnt,
             dir,
+            extra_mounts: Vec::new(),
         };
         d.spawn(extra, env);
         d
@@ -105,6 +116,10 @@ impl Daemon {
         std::fs::read_to_string(self.path("status")).expect("read status")
     }
 
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("status.json")).unwrap()).unwrap()
+    }
+
     pub fn count(st: &str, key: &str) -> u64 {
         st.lines()
             .find_map(|l| l.strip_prefix(key))
@@ -149,32 +164,36 @@ impl Daemon {
         }
     }
 
-    pub fn terminate(&mut self) {
+    pub fn signal(&self, sig: Signal) {
         if let Some(c) = &self.child {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let _ = kill(Pid::from_raw(c.id() as i32), sig);
         }
-        if let Some(mut c) = self.child.take() {
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+    }
+
+    /// SIGTERM, then wait up to 10 s (SIGKILL after that); the exit status if it exited.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        self.signal(Signal::SIGTERM);
+        let mut c = self.child.take()?;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
             }
-            let _ = c.kill();
-            let _ = c.wait();
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.terminate();
-        if mounted(&self.mnt) {
-            let _ = nix::mount::umount2(self.mnt.as_path(), nix::mount::MntFlags::MNT_DETACH);
+        for p in std::iter::once(&self.mnt).chain(&self.extra_mounts) {
+            if mounted(p) {
+                let _ = nix::mount::umount2(p.as_path(), nix::mount::MntFlags::MNT_DETACH);
+            }
         }
     }
 }
