@@ -2,21 +2,15 @@
 //! an existing firmware and garbage. Checks the exit status, the outputs, that inputs are
 //! untouched, the Markdown report (snapshot, with sha256s) and the JSON report's content.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use vpe::elf::Endian;
 use vpe::lantiq::{self, Footer, VOICE_MAGIC};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vpe-migrate"))
-}
+mod common;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/bin")
-        .join(name)
-}
+use common::{bin, fixture};
 
 /// A new-format xRX200 voice image with a deterministic payload and a correct CRC.
 fn voice_image() -> Vec<u8> {

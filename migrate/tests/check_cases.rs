@@ -2,20 +2,13 @@
 //! each is made by damaging one field of a real converted fixture, and must give the kernel's
 //! message on the first line and exit 1 — never a panic.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use goblin::elf::Elf;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vpe-migrate"))
-}
+mod common;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/bin")
-        .join(name)
-}
+use common::{bin, fixture, section};
 
 /// A converted firmware of `hello.<tag>.o`.
 fn firmware(tag: &str) -> Vec<u8> {
@@ -85,13 +78,7 @@ impl Fw {
     }
     /// File offset of the `.resource_table` contents and the section header's offset.
     fn table(elf: &Elf) -> (usize, usize) {
-        let (i, sh) = elf
-            .section_headers
-            .iter()
-            .enumerate()
-            .find(|(_, h)| elf.shdr_strtab.get_at(h.sh_name) == Some(".resource_table"))
-            .expect("table");
-        (sh.sh_offset as usize, elf.header.e_shoff as usize + i * 40)
+        section(elf, ".resource_table")
     }
 }
 

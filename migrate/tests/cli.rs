@@ -1,18 +1,12 @@
 //! The CLI contract, through the real binary: exit codes, `error:` first lines, atomic
 //! output, never overwriting the input, the legacy messages for bad inputs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vpe-migrate"))
-}
+mod common;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/bin")
-        .join(name)
-}
+use common::{bin, fixture, section};
 
 fn run(args: &[&std::ffi::OsStr]) -> Output {
     bin().args(args).output().expect("run vpe-migrate")
@@ -302,17 +296,9 @@ fn inspect_json_is_valid_json() {
     assert_eq!(v["format"], "legacy");
 }
 
-/// File offset of the first entry of the first `.rel*` section targeting `.text`, and the
-/// offset of that section's header.
+/// File offsets of `.rel.text`'s first entry and of its section header.
 fn rel_text(bytes: &[u8]) -> (usize, usize) {
-    let elf = goblin::elf::Elf::parse(bytes).unwrap();
-    let (i, sh) = elf
-        .section_headers
-        .iter()
-        .enumerate()
-        .find(|(_, h)| elf.shdr_strtab.get_at(h.sh_name) == Some(".rel.text"))
-        .expect(".rel.text");
-    (sh.sh_offset as usize, elf.header.e_shoff as usize + i * 40)
+    section(&goblin::elf::Elf::parse(bytes).unwrap(), ".rel.text")
 }
 
 #[test]
