@@ -25,15 +25,26 @@ fn convert_and_run(
     run_qemu(&fw, endian)
 }
 
-/// The reference: GNU ld places the object's sections where the legacy layout put them.
+/// The reference: GNU ld places the object's sections where the legacy layout put them at the
+/// default base.
 fn reference_run(
     obj: &str,
     semantics: RelocSemantics,
     dir: &Path,
     endian: Endian,
 ) -> (Vec<u8>, i32) {
+    reference_run_at(obj, convert::DEFAULT_BASE, semantics, dir, endian)
+}
+
+fn reference_run_at(
+    obj: &str,
+    base: u32,
+    semantics: RelocSemantics,
+    dir: &Path,
+    endian: Endian,
+) -> (Vec<u8>, i32) {
     let bytes = fixture_bytes(obj);
-    let img = convert::load_legacy(&bytes, convert::DEFAULT_BASE, semantics).unwrap();
+    let img = convert::load_legacy(&bytes, base, semantics).unwrap();
     let sections: Vec<(String, u32)> = img
         .sections
         .iter()
@@ -221,20 +232,7 @@ fn fixed_profile_at_another_base_runs_like_gnu_ld() {
     for (endian, tag) in endians() {
         let dir = tempdir();
         let obj = format!("hello.{tag}.o");
-        let img = convert::load_legacy(&fixture_bytes(&obj), BASE, RelocSemantics::Strict).unwrap();
-        let sections: Vec<(String, u32)> = img
-            .sections
-            .iter()
-            .map(|s| (s.name.clone(), s.addr))
-            .collect();
-        let out = dir.path().join("ref");
-        ld_reference(
-            &fixture(&obj),
-            endian,
-            &legacy_order_script(&sections),
-            &out,
-        );
-        let reference = run_qemu(&out, endian);
+        let reference = reference_run_at(&obj, BASE, RelocSemantics::Strict, dir.path(), endian);
         let opts = Options {
             profile: vpe::rproc::firmware::Profile::Fixed,
             base: Some(BASE),
