@@ -29,6 +29,15 @@ fn py(path: &Path, code: &str) -> Output {
         .expect("python3")
 }
 
+/// `cat fixture > DIR/vpe1`, as a legacy loader does it.
+fn cat_to_vpe1(d: &Daemon, fixture_name: &str) -> Output {
+    sh(&format!(
+        "cat {} > {}",
+        q(&fixture(fixture_name)),
+        q(&d.path("vpe1"))
+    ))
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -139,11 +148,7 @@ fn garbage_and_bad_elves_leave_the_daemon_running_with_the_legacy_message() {
     );
     assert!(d.log().contains("VPE loader: only elf files are supported"));
 
-    let o = sh(&format!(
-        "cat {} > {}",
-        q(&fixture("no_start.be.o")),
-        q(&d.path("vpe1"))
-    ));
+    let o = cat_to_vpe1(&d, "no_start.be.o");
     assert!(o.status.success(), "{o:?}");
     assert!(d.alive());
     let st = d.wait_loads(2);
@@ -197,21 +202,13 @@ fn errors_on_close_makes_cat_fail() {
         return;
     }
     let d = Daemon::start(&["--errors-on-close"]);
-    let o = sh(&format!(
-        "cat {} > {}",
-        q(&fixture("no_start.be.o")),
-        q(&d.path("vpe1"))
-    ));
+    let o = cat_to_vpe1(&d, "no_start.be.o");
     assert!(!o.status.success(), "{o:?}");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("Exec format error"),
         "{o:?}"
     );
-    let o = sh(&format!(
-        "cat {} > {}",
-        q(&fixture("hello.be.o")),
-        q(&d.path("vpe1"))
-    ));
+    let o = cat_to_vpe1(&d, "hello.be.o");
     assert!(o.status.success(), "{o:?}\n{}", d.log());
     let st = d.status();
     assert!(st.contains("state: running\n"), "{st}");
@@ -227,11 +224,7 @@ fn reopening_stops_the_program_and_the_device_is_a_vpe1() {
         return;
     }
     let d = Daemon::start(&[]);
-    let o = sh(&format!(
-        "cat {} > {}",
-        q(&fixture("hello.be.o")),
-        q(&d.path("vpe1"))
-    ));
+    let o = cat_to_vpe1(&d, "hello.be.o");
     assert!(o.status.success());
     assert!(d.wait_loads(1).contains("state: running\n"));
     // Open read-only: the program stops while the file is still open; read is EINVAL,
@@ -280,11 +273,7 @@ fn kill_stops_the_program() {
         return;
     }
     let d = Daemon::start(&[]);
-    sh(&format!(
-        "cat {} > {}",
-        q(&fixture("hello.be.o")),
-        q(&d.path("vpe1"))
-    ));
+    cat_to_vpe1(&d, "hello.be.o");
     assert!(d.wait_loads(1).contains("state: running\n"));
     let o = sh(&format!("echo 1 > {}", q(&d.path("kill"))));
     assert!(o.status.success(), "{o:?}");

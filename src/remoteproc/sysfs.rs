@@ -55,43 +55,6 @@ pub fn errno_name(errno: i32) -> String {
     }
 }
 
-/// `O_NOFOLLOW` / `O_DIRECTORY` without a libc dependency (values from the kernel's
-/// `arch/*/include/uapi/asm/fcntl.h`; arm, arm64, m68k and powerpc override the generic ones).
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "m68k",
-        target_arch = "powerpc",
-        target_arch = "powerpc64"
-    )
-))]
-mod oflags {
-    pub const O_DIRECTORY: i32 = 0x4000;
-    pub const O_NOFOLLOW: i32 = 0x8000;
-}
-#[cfg(all(
-    target_os = "linux",
-    not(any(
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "m68k",
-        target_arch = "powerpc",
-        target_arch = "powerpc64"
-    ))
-))]
-mod oflags {
-    pub const O_DIRECTORY: i32 = 0x10000;
-    pub const O_NOFOLLOW: i32 = 0x20000;
-}
-// Elsewhere rely on O_EXCL (which never follows a symlink) and the lstat checks.
-#[cfg(not(target_os = "linux"))]
-mod oflags {
-    pub const O_DIRECTORY: i32 = 0;
-    pub const O_NOFOLLOW: i32 = 0;
-}
-
 /// Reads and writes of sysfs attributes. The real one is [`RealAttrIo`]; tests put a fake
 /// kernel behind it that applies the kernel's rules and returns its errnos.
 pub trait AttrIo: Send {
@@ -544,7 +507,7 @@ impl Sysfs {
         // O_NOFOLLOW|O_DIRECTORY: fails if a symlink was swapped in since the lstat above.
         OpenOptions::new()
             .read(true)
-            .custom_flags(oflags::O_DIRECTORY | oflags::O_NOFOLLOW)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| {
                 backend(
@@ -611,7 +574,7 @@ impl Sysfs {
                 .write(true)
                 .create_new(true)
                 .mode(0o644)
-                .custom_flags(oflags::O_NOFOLLOW)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&tmp)
             {
                 Ok(f) => {
