@@ -137,21 +137,6 @@ fn executables_run_like_the_original() {
 }
 
 #[test]
-fn no_trampoline_enters_start_directly_and_still_runs() {
-    for (endian, tag) in endians() {
-        let dir = tempdir();
-        let obj = format!("hello.{tag}.o");
-        let reference = reference_run(&obj, RelocSemantics::Strict, dir.path(), endian);
-        let opts = Options {
-            trampoline: false,
-            ..Options::default()
-        };
-        let got = convert_and_run(&fixture_bytes(&obj), &opts, dir.path(), &obj, endian);
-        assert_eq!(got, reference, "{obj}");
-    }
-}
-
-#[test]
 fn regs_runs_like_gnu_ld() {
     check_rel("regs", RelocSemantics::Strict);
 }
@@ -181,8 +166,8 @@ fn trampoline_sets_a2_and_a3_like_vpe_run() {
         );
         assert_eq!(String::from_utf8_lossy(&out), expected, "{obj}");
         assert_eq!(code, 43, "{obj}");
-        // Without the trampoline __start sees what the loader (here qemu-user) left there,
-        // exactly as the GNU ld reference does.
+        // Without the trampoline (`--no-trampoline`) __start is entered directly and sees
+        // what the loader (here qemu-user) left there, exactly as the GNU ld reference does.
         let opts = Options {
             trampoline: false,
             ..Options::default()
