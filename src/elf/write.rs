@@ -150,9 +150,9 @@ impl StringTable {
     }
 }
 
-/// Reserve-then-write buffer. Reservations hand out increasing offsets; writes must then
-/// happen at non-decreasing offsets (the gaps are zero-filled), and [`Writer::finish`] pads to
-/// the reserved length.
+/// Reserve-then-write buffer. Reservations hand out increasing offsets; writes then land
+/// anywhere inside the reserved bytes (unwritten bytes are zero), and [`Writer::finish`]
+/// returns exactly the reserved length.
 #[derive(Debug)]
 pub struct Writer {
     endian: Endian,
@@ -205,15 +205,11 @@ impl Writer {
         self.take(off, len)
     }
 
-    /// Write `bytes` at `off`. `off` must not be before the end of the previous write (writes
-    /// follow the reservation order); the gap is zero-filled.
+    /// Write `bytes` at `off`, inside the reserved bytes; everything not written reads as
+    /// zero. The file is allocated once, zeroed, at the first write: every range is reserved
+    /// before it, and a calloc'd buffer leaves the gaps (alignment padding, `.bss` made
+    /// explicit) untouched instead of filling them byte by byte.
     pub fn write_at(&mut self, off: u64, bytes: &[u8]) -> Result<()> {
-        let cur = self.buf.len() as u64;
-        if off < cur {
-            return Err(internal(format!(
-                "write at {off:#x} after data up to {cur:#x}"
-            )));
-        }
         let end = off + bytes.len() as u64;
         if end > self.reserved {
             return Err(internal(format!(
@@ -221,14 +217,13 @@ impl Writer {
                 self.reserved
             )));
         }
-        if self.buf.capacity() < self.reserved as usize {
-            // Every range is reserved before the first write: allocate the file once, exactly
-            // (growing by doubling would hold up to twice the file and copy it repeatedly).
-            self.buf
-                .reserve_exact(self.reserved as usize - self.buf.len());
+        if self.buf.is_empty() {
+            // `reserved` is at most 4 GiB (checked in `take`).
+            self.buf = vec![0; self.reserved as usize];
+        } else if (self.buf.len() as u64) < end {
+            self.buf.resize(self.reserved as usize, 0);
         }
-        self.buf.resize(off as usize, 0);
-        self.buf.extend_from_slice(bytes);
+        self.buf[off as usize..end as usize].copy_from_slice(bytes);
         Ok(())
     }
 
@@ -321,8 +316,9 @@ mod tests {
             w.write_ehdr(&h).unwrap();
             w.write_phdrs(phoff, &[p]).unwrap();
             w.write_at(seg, &[0xaa; 0x10]).unwrap();
-            // Writing backwards is a bug in the caller, reported rather than corrupting data.
-            assert!(w.write_at(0, &[1]).is_err());
+            // Writing past the reservation is a bug in the caller, reported rather than
+            // growing the file.
+            assert!(w.write_at(0x1008, &[1; 9]).is_err());
             let bytes = w.finish();
             assert_eq!(bytes.len(), 0x1010);
             let back = Ehdr::parse(&bytes).unwrap();

@@ -403,16 +403,24 @@ fn load_rel(
     };
     let sec_addr: Vec<Option<u32>> = lay.offsets.iter().map(|o| o.map(|o| base + o)).collect();
 
-    // The copy loop: non-NOBITS ALLOC sections from the file, the rest stays zero.
-    let mut image = vec![0u8; lay.data_end as usize];
-    for (i, off) in lay.offsets.iter().enumerate() {
-        let Some(off) = *off else { continue };
-        if inp.shdrs[i].sh_type == SHT_NOBITS {
-            continue;
+    // The copy loop: non-NOBITS ALLOC sections from the file, the rest stays zero. Done twice:
+    // the ELF relocation pass needs its own copy of the unrelocated bytes, and copying the
+    // sections again into fresh (lazily zeroed) memory never touches the gaps, which cloning
+    // the first buffer would.
+    let copy_sections = || -> Result<Vec<u8>> {
+        let mut image = vec![0u8; lay.data_end as usize];
+        for (i, off) in lay.offsets.iter().enumerate() {
+            let Some(off) = *off else { continue };
+            if inp.shdrs[i].sh_type == SHT_NOBITS {
+                continue;
+            }
+            let src = inp.section_bytes(i, "section")?;
+            image[off as usize..off as usize + src.len()].copy_from_slice(src);
         }
-        let src = inp.section_bytes(i, "section")?;
-        image[off as usize..off as usize + src.len()].copy_from_slice(src);
-    }
+        Ok(image)
+    };
+    let image = copy_sections()?;
+    let elf_image = copy_sections()?;
 
     let tab = symbols::read_symtab(inp, true)?;
     let simp = symbols::simplify_symbols(inp, &tab, &sec_addr, image_end, &mut warnings)?;
@@ -432,6 +440,7 @@ fn load_rel(
             rels: &rels,
         },
         image,
+        elf_image,
         base,
         st,
         &mut warnings,

@@ -333,12 +333,13 @@ fn no_handler(t: u8) -> String {
     )
 }
 
-/// Apply all relocations both ways. `image` holds the laid-out, unrelocated bytes (every site
-/// is inside it). `st` evolves exactly as vpe.c's file-static `gp_addr`/`mips_hi16_list`
+/// Apply all relocations both ways. `image` and `elf` each hold the laid-out, unrelocated
+/// bytes (every site is inside them). `st` evolves exactly as vpe.c's file-static `gp_addr`/`mips_hi16_list`
 /// (the caller has already applied this load's `save_gp_address`).
 pub(crate) fn apply(
     cx: &Ctx,
     image: Vec<u8>,
+    mut elf: Vec<u8>,
     base: u32,
     st: &mut State,
     warnings: &mut Vec<Warning>,
@@ -360,10 +361,10 @@ pub(crate) fn apply(
             st.gp_addr
         )));
     }
-    // The ELF pass reads the unrelocated bytes, so it runs first, into a copy; the legacy pass
-    // then relocates `image` in place (two image-sized buffers instead of three). The ELF
-    // pass's warnings are kept apart and come after the legacy pass's, as always.
-    let mut elf = image.clone();
+    // `image` and `elf` start as identical unrelocated bytes. The ELF pass reads the
+    // unrelocated bytes, so it runs first, into `elf`; the legacy pass then relocates `image`
+    // in place (two image-sized buffers instead of three). The ELF pass's warnings are kept
+    // apart and come after the legacy pass's, as always.
     let mut elf_warnings = Vec::new();
     let elf_fail = elf_pass(cx, &image, &mut elf, &mut elf_warnings);
     let mut legacy = image;

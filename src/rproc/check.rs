@@ -14,7 +14,6 @@
 //! no carveouts pre-registered from the device tree (the MIPS remoteproc driver's situation).
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::firmware::Profile;
 use super::note::{self, Provenance};
@@ -77,8 +76,6 @@ pub struct Loaded {
     pub trampoline: Option<Trampoline>,
     /// The `.note.vpe-migrate` provenance note, if present and readable.
     pub provenance: Option<Provenance>,
-    /// sha256 of the firmware file, lowercase hex.
-    pub sha256: String,
 }
 
 fn kernel(message: impl Into<String>, errno: i32, detail: impl Into<String>) -> Error {
@@ -169,10 +166,6 @@ pub fn check(bytes: &[u8], opts: &Options) -> Result<Loaded> {
     let image = build_image(bytes, &h, &shdrs, segments, &mut warnings);
     let trampoline = decode_trampoline(&image);
     let provenance = find_provenance(bytes, &h, &shdrs, &mut warnings);
-    let sha256 = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     Ok(Loaded {
         image,
         table,
@@ -180,7 +173,6 @@ pub fn check(bytes: &[u8], opts: &Options) -> Result<Loaded> {
         warnings,
         trampoline,
         provenance,
-        sha256,
     })
 }
 
@@ -1793,7 +1785,6 @@ pub(crate) mod tests {
             assert_eq!(l.image.symbols[1].section, Some(2), "vpe_shared is in .bss");
             assert_eq!(l.trampoline, None);
             assert_eq!(l.provenance, None);
-            assert_eq!(l.sha256.len(), 64);
             assert!(l.warnings.is_empty(), "{:?}", l.warnings);
             // All eras and both profiles accept it (carveout 64 KiB at an 8 KiB-aligned KUSEG da).
             for era in [KernelEra::Pre57, KernelEra::Old4x] {

@@ -12,6 +12,7 @@
 //!
 //! Everything is computed from the inputs alone, so the output is byte-for-byte deterministic.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use serde::Serialize;
@@ -125,18 +126,23 @@ fn addr32(v: u64, what: &str) -> Result<u32> {
 }
 
 /// Contiguous memory in the output: one or more image segments plus zeroed gaps.
+/// The file-backed bytes are kept as pieces borrowed from the image (plus the few bytes the
+/// converter adds) and copied once, straight into the output: the gaps between them are never
+/// materialized, so they cost nothing until the file is written.
 #[derive(Debug, Clone)]
-struct Region {
+struct Region<'a> {
     start: u32,
-    /// File-backed bytes from `start`.
-    data: Vec<u8>,
-    /// Exclusive end in memory (`>= start + data.len()`).
+    /// File-backed bytes: `(offset from start, bytes)`, non-overlapping; zeros elsewhere.
+    parts: Vec<(u64, Cow<'a, [u8]>)>,
+    /// Length of the file-backed part from `start`.
+    file_len: u64,
+    /// Exclusive end in memory (`>= start + file_len`).
     mem_end: u64,
 }
 
-impl Region {
+impl Region<'_> {
     fn file_end(&self) -> u64 {
-        u64::from(self.start) + self.data.len() as u64
+        u64::from(self.start) + self.file_len
     }
 }
 
@@ -324,7 +330,7 @@ pub fn kseg_aliases(addr: u32) -> Vec<u32> {
 }
 
 /// Merge segments whose 4 KiB page ranges touch or overlap.
-fn regions(image: &Image) -> Result<Vec<Region>> {
+fn regions(image: &Image) -> Result<Vec<Region<'_>>> {
     let mut segs: Vec<&Segment> = image.segments.iter().filter(|s| s.mem_size > 0).collect();
     segs.sort_by_key(|s| s.addr);
     if segs.is_empty() {
@@ -360,14 +366,15 @@ fn regions(image: &Image) -> Result<Vec<Region>> {
                     return Err(too_big(at));
                 }
                 if !s.data.is_empty() {
-                    r.data.resize(at as usize, 0);
-                    r.data.extend_from_slice(&s.data);
+                    r.parts.push((at, Cow::Borrowed(&s.data)));
+                    r.file_len = at + s.data.len() as u64;
                 }
                 r.mem_end = r.mem_end.max(s.end());
             }
             _ => out.push(Region {
                 start: s.addr,
-                data: s.data.clone(),
+                parts: vec![(0, Cow::Borrowed(&s.data))],
+                file_len: s.data.len() as u64,
                 mem_end: s.end(),
             }),
         }
@@ -390,14 +397,14 @@ struct Piece {
 }
 
 /// Everything about the output's memory, before any file offset is chosen.
-struct Plan {
-    regions: Vec<Region>,
+struct Plan<'a> {
+    regions: Vec<Region<'a>>,
     tail: Tail,
     pieces: Vec<Piece>,
     entry: u32,
 }
 
-fn plan(image: &Image, opts: &Options) -> Result<Plan> {
+fn plan<'a>(image: &'a Image, opts: &Options) -> Result<Plan<'a>> {
     let mut regions = regions(image)?;
     if opts.profile == Profile::MipsRproc {
         for r in &regions {
@@ -476,13 +483,10 @@ fn plan(image: &Image, opts: &Options) -> Result<Plan> {
         if file_len > MAX_FILE {
             return Err(too_big(file_len));
         }
-        // Exact capacity: a doubling `resize` would hold up to twice the image.
-        r.data
-            .reserve_exact((file_len as usize).saturating_sub(r.data.len()));
-        r.data.resize(file_len as usize, 0);
+        r.file_len = file_len;
         let mut put = |addr: u32, bytes: &[u8]| {
-            let o = (u64::from(addr) - start) as usize;
-            r.data[o..o + bytes.len()].copy_from_slice(bytes);
+            r.parts
+                .push((u64::from(addr) - start, Cow::Owned(bytes.to_vec())));
         };
         if let Some(t) = tail.trampoline {
             let code = trampoline::encode(
@@ -553,7 +557,7 @@ impl OutSection {
 }
 
 /// The region holding `[addr, addr+size)` in memory (and in the file part unless NOBITS).
-fn region_of(regions: &[Region], addr: u32, size: u32, nobits: bool) -> Option<usize> {
+fn region_of(regions: &[Region<'_>], addr: u32, size: u32, nobits: bool) -> Option<usize> {
     let a = u64::from(addr);
     let e = a + u64::from(size);
     regions.iter().position(|r| {
@@ -756,7 +760,7 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     let phoff = w.reserve((nph * PHDR32_SIZE) as u64, 4)?;
     let mut region_off = Vec::with_capacity(plan.regions.len());
     for r in &plan.regions {
-        region_off.push(w.reserve_congruent(r.data.len() as u64, r.start, PAGE)?);
+        region_off.push(w.reserve_congruent(r.file_len, r.start, PAGE)?);
     }
     let note_off = w.reserve(note_bytes.len() as u64, 4)?;
     let symtab_off = w.reserve((syms.len() * SYM32_SIZE) as u64, 4)?;
@@ -783,7 +787,7 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
         let p_offset = if filesz > 0 {
             natural
         } else {
-            let limit = region_off[p.region] + r.data.len() as u64;
+            let limit = region_off[p.region] + r.file_len;
             let over = natural.saturating_sub(limit);
             natural
                 .checked_sub(over.div_ceil(PAGE) * PAGE)
@@ -863,7 +867,9 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     w.write_ehdr(&ehdr)?;
     w.write_phdrs(phoff, &phdrs)?;
     for (r, &off) in plan.regions.iter().zip(&region_off) {
-        w.write_at(off, &r.data)?;
+        for (o, bytes) in &r.parts {
+            w.write_at(off + o, bytes)?;
+        }
     }
     w.write_at(note_off, &note_bytes)?;
     w.write_syms(symtab_off, &syms)?;
