@@ -110,3 +110,37 @@ fn no_stage_panics_on_a_hostile_input() {
         }
     }
 }
+
+/// Every R_MIPS_GPREL16 of a large object fails in the ELF pass (its `_gp` renamed away): the
+/// per-site lookup of those failures was linear, so the whole was quadratic: over a minute for
+/// this 8 MiB object in a debug build (hours at 64 MiB), against ~3 s now. The watchdog is there to
+/// turn that blow-up into a failure; it is 20× the linear time, not a speed target.
+#[test]
+fn an_object_whose_every_gprel16_fails_converts_in_linear_time() {
+    let mut obj = vpe::synth::generate(&vpe::synth::Options::new(8 << 20));
+    let at = obj
+        .windows(5)
+        .position(|w| w == b"\0_gp\0")
+        .expect("synth defines _gp");
+    obj[at + 3] = b'q';
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let opts = Options {
+            semantics: RelocSemantics::Elf,
+            ..Options::default()
+        };
+        let _ = tx.send(
+            convert::convert(&obj, &opts)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let res = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("conversion still running after 60 s: quadratic again?");
+    let err = res.expect_err("no _gp: the ELF semantics must refuse");
+    assert!(
+        err.contains("R_MIPS_GPREL16") && err.contains("_gp"),
+        "{err}"
+    );
+}

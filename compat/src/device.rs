@@ -442,7 +442,9 @@ impl Device {
         };
         st.warnings.clear();
         st.rollback = None;
-        st.sha256 = Some(convert::sha256_hex(buf));
+        // The input's sha256: taken from the conversion when there is one (it hashes the
+        // input for the provenance note anyway), computed here otherwise.
+        st.sha256 = None;
         st.image_size = Some(buf.len() as u64);
         // A failed load leaves nothing running and no shared pointer (vpe_release:
         // "if (ret < 0) v->shared_ptr = NULL").
@@ -457,6 +459,7 @@ impl Device {
                 buf.len(),
                 first.join(" ")
             );
+            st.sha256 = Some(convert::sha256_hex(buf));
             record_error(st, Phase::Check, &msg, Some(MSG_NOT_ELF), libc::ENOEXEC);
             return Err(Errno(libc::ENOEXEC));
         }
@@ -469,8 +472,12 @@ impl Device {
         let conv = convert::convert(buf, &opts);
         st.timings.convert_us = micros(t.elapsed());
         let conv = match conv {
-            Ok(c) => c,
+            Ok(c) => {
+                st.sha256 = Some(c.input_sha256.clone());
+                c
+            }
             Err(e) => {
+                st.sha256 = Some(convert::sha256_hex(buf));
                 for line in e.to_string().lines() {
                     warn!("{line}");
                 }

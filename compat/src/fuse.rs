@@ -44,6 +44,10 @@ pub struct VpeFs {
     mtime: SystemTime,
     /// `Some(node)`: the mount is that one file (`--bind-dev`), its root inode is the node.
     root_file: Option<Node>,
+    /// Benchmark floor (`--bench-noop`): `vpe1` opens, swallows writes and closes without
+    /// touching the device, so `scripts/bench-fuse` can time the same writes through the
+    /// same FUSE session with none of our work behind them.
+    noop: bool,
 }
 
 fn ino(n: Node) -> u64 {
@@ -73,6 +77,7 @@ impl VpeFs {
             own,
             mtime: SystemTime::now(),
             root_file: None,
+            noop: false,
         }
     }
 
@@ -83,8 +88,18 @@ impl VpeFs {
             own,
             mtime: SystemTime::now(),
             root_file: Some(node),
+            noop: false,
         }
     }
+
+    /// The benchmark floor: see [`VpeFs::noop`].
+    pub fn noop(mut self, on: bool) -> VpeFs {
+        self.noop = on;
+        self
+    }
+
+    /// File handle of a no-op `vpe1` open (real handles start at 1).
+    const NOOP_FH: u64 = 0;
 
     fn node(&self, inode: u64) -> Result<Node> {
         match self.root_file {
@@ -188,6 +203,12 @@ impl Filesystem for VpeFs {
 
     async fn open(&self, _req: Request, inode: u64, flags: u32) -> Result<ReplyOpen> {
         let n = self.node(inode)?;
+        if self.noop && n == Node::Vpe1 {
+            return Ok(ReplyOpen {
+                fh: Self::NOOP_FH,
+                flags: FOPEN_DIRECT_IO,
+            });
+        }
         let fh = block_in_place(|| self.dev.open(n, flags as i32)).map_err(errno)?;
         Ok(ReplyOpen {
             fh,
@@ -219,6 +240,11 @@ impl Filesystem for VpeFs {
         _write_flags: u32,
         _flags: u32,
     ) -> Result<ReplyWrite> {
+        if self.noop && fh == Self::NOOP_FH {
+            return Ok(ReplyWrite {
+                written: data.len() as u32,
+            });
+        }
         let n = block_in_place(|| self.dev.write(fh, data)).map_err(errno)?;
         Ok(ReplyWrite {
             written: u32::try_from(n).unwrap_or(u32::MAX),
@@ -247,15 +273,24 @@ impl Filesystem for VpeFs {
         _lock_owner: u64,
         _flush: bool,
     ) -> Result<()> {
+        if self.noop && fh == Self::NOOP_FH {
+            return Ok(());
+        }
         block_in_place(|| self.dev.release(fh));
         Ok(())
     }
 
     async fn fsync(&self, _req: Request, _inode: u64, fh: u64, _datasync: bool) -> Result<()> {
+        if self.noop && fh == Self::NOOP_FH {
+            return Ok(());
+        }
         block_in_place(|| self.dev.fsync(fh)).map_err(errno)
     }
 
     async fn flush(&self, _req: Request, _inode: u64, fh: u64, _lock_owner: u64) -> Result<()> {
+        if self.noop && fh == Self::NOOP_FH {
+            return Ok(());
+        }
         block_in_place(|| self.dev.flush(fh)).map_err(errno)
     }
 

@@ -90,6 +90,10 @@ struct Args {
     /// Test hook: the simulated remote processor refuses every start (-EBUSY).
     #[arg(long, hide = true)]
     sim_fail_start: bool,
+    /// Benchmark floor (scripts/bench-fuse): vpe1 accepts and discards writes, close does
+    /// nothing. The other files work as usual.
+    #[arg(long, hide = true)]
+    bench_noop: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -204,9 +208,14 @@ async fn run(args: Args) -> Result<(), String> {
     let dev = Arc::new(Device::new(cfg, backend));
 
     cleanup_stale_mount(&args.mount);
-    let mut handle = mount(VpeFs::new(dev.clone(), own), &args.mount, own, None)
-        .await
-        .map_err(|e| format!("mount on {}: {e}", args.mount.display()))?;
+    let mut handle = mount(
+        VpeFs::new(dev.clone(), own).noop(args.bench_noop),
+        &args.mount,
+        own,
+        None,
+    )
+    .await
+    .map_err(|e| format!("mount on {}: {e}", args.mount.display()))?;
     info!(
         "vpe-compat {} on {} (backend {}, limit {} bytes)",
         env!("CARGO_PKG_VERSION"),

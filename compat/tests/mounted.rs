@@ -534,3 +534,21 @@ fn a_missing_remoteproc_fails_cleanly_without_a_mount() {
     assert!(err.contains("mips-cpu1"), "{err}");
     assert!(!mounted(&mnt));
 }
+
+/// The benchmark floor of scripts/bench-fuse: with the hidden `--bench-noop`, writes to vpe1
+/// succeed and vanish (nothing loads), while status still answers. Without this the floor
+/// the FUSE figures are compared against could silently be doing our work.
+#[test]
+fn bench_noop_swallows_vpe1_writes_and_loads_nothing() {
+    if !can_mount() {
+        return;
+    }
+    let d = Daemon::start(&["--bench-noop"]);
+    let o = cat_to_vpe1(&d, "hello.be.o");
+    assert!(o.status.success(), "{o:?}");
+    let o = sh(&format!("echo junk > {}", q(&d.path("vpe1"))));
+    assert!(o.status.success(), "{o:?}");
+    let st = d.status();
+    assert!(st.contains("state: offline\n"), "{st}");
+    assert_eq!(Daemon::loads(&st), 0, "{st}");
+}

@@ -367,6 +367,9 @@ pub(crate) fn apply(
     // apart and come after the legacy pass's, as always.
     let mut elf_warnings = Vec::new();
     let elf_fail = elf_pass(cx, &image, &mut elf, &mut elf_warnings);
+    debug_assert!(elf_fail
+        .windows(2)
+        .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
     let mut legacy = image;
     let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
     if legacy_err.is_none() {
@@ -410,7 +413,13 @@ pub(crate) fn apply(
                     tab.display_name(inp, site.sym())
                 )
             };
-            if let Some((_, _, reason)) = elf_fail.iter().find(|(r, s, _)| *r == ri && *s == si) {
+            // `elf_fail` is in (section, site) order: a binary search keeps this linear even
+            // when every site fails (a hostile object with a million GPREL16 and no _gp).
+            if let Some((_, _, reason)) = elf_fail
+                .binary_search_by(|(r, s, _)| (*r, *s).cmp(&(ri, si)))
+                .ok()
+                .map(|k| &elf_fail[k])
+            {
                 diffs.push(format!(
                     "{}: legacy {lw:#010x} elf error ({reason})",
                     prefix()
