@@ -399,16 +399,26 @@ pub fn convert(bytes: &[u8], opts: &Options) -> Result<Conversion> {
     } else {
         opts.base.unwrap_or(0)
     };
-    let legacy = legacy::load(
-        bytes,
-        &legacy::Options {
-            base,
-            semantics: opts.semantics,
-            capacity: None,
-            lantiq: opts.lantiq,
-        },
-    )?;
-    let input_sha256 = sha256_hex(bytes);
+    let lopts = legacy::Options {
+        base,
+        semantics: opts.semantics,
+        capacity: None,
+        lantiq: opts.lantiq,
+    };
+    // Large inputs: hash on a second thread while the legacy model runs (both only read
+    // `bytes`); below 1 MiB the thread costs about what it saves.
+    let (legacy, input_sha256) = if bytes.len() >= 1 << 20 {
+        std::thread::scope(|s| {
+            let hash = s.spawn(|| sha256_hex(bytes));
+            let legacy = legacy::load(bytes, &lopts);
+            // The hash cannot panic; if the thread could not run it, hash here.
+            let sha = hash.join().unwrap_or_else(|_| sha256_hex(bytes));
+            (legacy, sha)
+        })
+    } else {
+        (legacy::load(bytes, &lopts), sha256_hex(bytes))
+    };
+    let legacy = legacy?;
     let provenance = Provenance {
         input_sha256: input_sha256.clone(),
         input_kind: match legacy.kind {

@@ -5,7 +5,7 @@
 //!
 //! Owned by the firmware writer; see `rproc::firmware`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use super::read::{Ehdr, Phdr, Shdr, Sym};
 use super::*;
@@ -109,14 +109,14 @@ pub fn sym_bytes(e: Endian, s: &Sym) -> [u8; SYM32_SIZE] {
 #[derive(Debug, Clone)]
 pub struct StringTable {
     bytes: Vec<u8>,
-    seen: BTreeMap<String, u32>,
+    seen: HashMap<String, u32>,
 }
 
 impl Default for StringTable {
     fn default() -> Self {
         StringTable {
             bytes: vec![0],
-            seen: BTreeMap::new(),
+            seen: HashMap::new(),
         }
     }
 }

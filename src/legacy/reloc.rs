@@ -37,6 +37,9 @@ impl Site {
     }
 }
 
+/// [`RelSec::hi16_partners`]: no partner.
+pub(crate) const NO_PARTNER: u32 = u32::MAX;
+
 /// A relocation section the kernel would process (REL or RELA, `sh_info` in range, target
 /// ALLOC), in section header order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,25 +87,46 @@ impl RelSec<'_> {
             .map(move |b| self.decode(b))
     }
 
-    /// For every R_MIPS_HI16 (by entry index), the entry index of the next R_MIPS_LO16
-    /// against the same symbol: GNU ld's pairing. One backward scan, because a forward
-    /// search per HI16 is quadratic on hostile input (many HI16s, no LO16).
-    pub fn hi16_partners(&self) -> HashMap<usize, usize> {
+    /// For every entry index, the entry index of the next R_MIPS_LO16 against the same symbol
+    /// if the entry is an R_MIPS_HI16 (GNU ld's pairing), else [`NO_PARTNER`]. Compilers put
+    /// the LO16 right after its HI16s, so a short look ahead finds almost every partner; the
+    /// rest come from one backward scan (a forward search per HI16 would be quadratic on
+    /// hostile input: many HI16s, no LO16).
+    pub fn hi16_partners(&self) -> Vec<u32> {
+        const LOOK_AHEAD: usize = 8;
         let n = self.entries.len() / REL32_SIZE;
-        let mut next_lo: HashMap<usize, usize> = HashMap::new();
-        let mut out = HashMap::new();
-        for k in (0..n).rev() {
+        let mut out = vec![NO_PARTNER; n];
+        let mut unresolved = false;
+        for k in 0..n {
             let s = self.site(k);
-            match s.r_type() {
-                R_MIPS_LO16 => {
-                    next_lo.insert(s.sym(), k);
-                }
-                R_MIPS_HI16 => {
-                    if let Some(&lo) = next_lo.get(&s.sym()) {
-                        out.insert(k, lo);
+            if s.r_type() != R_MIPS_HI16 {
+                continue;
+            }
+            let hit = (k + 1..n.min(k + 1 + LOOK_AHEAD))
+                .map(|j| (j, self.site(j)))
+                .find(|(_, t)| t.r_type() == R_MIPS_LO16 && t.sym() == s.sym());
+            match hit {
+                // The window is searched in order from k + 1: its first match is the first
+                // match overall.
+                Some((j, _)) => out[k] = j as u32,
+                None => unresolved = true,
+            }
+        }
+        if unresolved {
+            let mut next_lo: HashMap<usize, usize> = HashMap::new();
+            for k in (0..n).rev() {
+                let s = self.site(k);
+                match s.r_type() {
+                    R_MIPS_LO16 => {
+                        next_lo.insert(s.sym(), k);
                     }
+                    R_MIPS_HI16 if out[k] == NO_PARTNER => {
+                        if let Some(&lo) = next_lo.get(&s.sym()) {
+                            out[k] = lo as u32;
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         out
@@ -668,7 +692,10 @@ fn elf_pass(
                 R_MIPS_HI16 => {
                     let insn = rd(orig, off, e);
                     // GNU ld: the next LO16 against the same symbol in the same section.
-                    let lo = partners.get(&si).map(|&k| rs.site(k));
+                    let lo = partners
+                        .get(si)
+                        .filter(|&&k| k != NO_PARTNER)
+                        .map(|&k| rs.site(k as usize));
                     let alo = match lo {
                         Some(lo) => sext16(rd(orig, lo.img_off, e) & 0xffff),
                         None => {
@@ -741,6 +768,78 @@ fn elf_pass(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A REL section of `(type, symbol)` entries.
+    fn rel_entries(sites: &[(u8, u32)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for (k, &(t, sym)) in sites.iter().enumerate() {
+            b.extend_from_slice(&(4 * k as u32).to_be_bytes());
+            b.extend_from_slice(&((sym << 8) | u32::from(t)).to_be_bytes());
+        }
+        b
+    }
+
+    fn partners_of(sites: &[(u8, u32)]) -> Vec<u32> {
+        let entries = rel_entries(sites);
+        RelSec {
+            index: 1,
+            name: ".rel.text".into(),
+            rela: false,
+            target: 2,
+            target_name: ".text".into(),
+            entries: &entries,
+            endian: Endian::Big,
+            toff: 0,
+            base: 0,
+        }
+        .hi16_partners()
+    }
+
+    /// GNU ld's rule, written the obvious (quadratic) way.
+    fn partners_reference(sites: &[(u8, u32)]) -> Vec<u32> {
+        (0..sites.len())
+            .map(|k| match sites[k] {
+                (R_MIPS_HI16, sym) => (k + 1..sites.len())
+                    .find(|&j| sites[j] == (R_MIPS_LO16, sym))
+                    .map_or(NO_PARTNER, |j| j as u32),
+                _ => NO_PARTNER,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hi16_partners_near_far_and_missing() {
+        let mut sites = vec![(R_MIPS_HI16, 1)];
+        sites.extend([(R_MIPS_32, 2); 9]); // past the look-ahead window
+        sites.extend([
+            (R_MIPS_LO16, 2),
+            (R_MIPS_LO16, 1), // 11: partner of 0 (found by the backward scan)
+            (R_MIPS_HI16, 3),
+            (R_MIPS_HI16, 3),
+            (R_MIPS_LO16, 1),
+            (R_MIPS_LO16, 3), // 15: partner of 12 and 13 (look ahead)
+            (R_MIPS_HI16, 4), // 16: none
+        ]);
+        let got = partners_of(&sites);
+        assert_eq!(got[0], 11);
+        assert_eq!((got[12], got[13]), (15, 15));
+        assert_eq!(got[16], NO_PARTNER);
+        assert_eq!(got, partners_reference(&sites));
+        // Pseudo-random mixes of types and a few symbols, long and short distances.
+        let mut x = 0x2545_f491_u32;
+        for len in [0, 1, 5, 40, 300] {
+            let sites: Vec<(u8, u32)> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    let t = [R_MIPS_HI16, R_MIPS_LO16, R_MIPS_32, R_MIPS_26][(x % 4) as usize];
+                    (t, (x >> 8) % 5)
+                })
+                .collect();
+            assert_eq!(partners_of(&sites), partners_reference(&sites), "{sites:?}");
+        }
+    }
 
     #[test]
     fn type_names_follow_rstrs() {
