@@ -97,7 +97,7 @@ impl RelSec<'_> {
         let n = self.entries.len() / REL32_SIZE;
         let mut out = vec![NO_PARTNER; n];
         let mut unresolved = false;
-        for k in 0..n {
+        for (k, slot) in out.iter_mut().enumerate() {
             let s = self.site(k);
             if s.r_type() != R_MIPS_HI16 {
                 continue;
@@ -108,7 +108,7 @@ impl RelSec<'_> {
             match hit {
                 // The window is searched in order from k + 1: its first match is the first
                 // match overall.
-                Some((j, _)) => out[k] = j as u32,
+                Some((j, _)) => *slot = j as u32,
                 None => unresolved = true,
             }
         }
