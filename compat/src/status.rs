@@ -58,7 +58,9 @@ pub struct Status {
     pub backend: String,
     /// remoteproc state word (`offline`, `running`, ...); filled in when rendered.
     pub state: String,
-    /// Firmware name given to remoteproc by the last successful start.
+    /// The firmware remoteproc is configured with, as this daemon left it: the one started by
+    /// the last load, the restored one after a rollback, or, after a failed start without
+    /// rollback, the one that failed (what remoteproc's `firmware` attribute then reads).
     pub firmware: Option<String>,
     /// `__start` of the running program, `0x%08x`.
     pub entry: Option<String>,

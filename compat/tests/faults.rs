@@ -9,9 +9,9 @@
 //! * a full firmware file system (a 64 KiB tmpfs): a clear ENOSPC error in `status`, the
 //!   previous firmware and the `firmware` attribute untouched, no temp file left.
 //!
-//! Rollback after failing sysfs writes is covered against a fake kernel (one that returns
-//! errnos, which regular files cannot) in `tests/sysfs_backend.rs`
-//! (`failed_start_rolls_back_and_reports_both`, `errnos_become_clear_messages`).
+//! Failing sysfs writes (errnos, which regular files cannot return) and rollback are tested
+//! through a real mount in `compat/tests/rollback.rs`, against a fake sysfs served over FUSE
+//! (`support/fakesys.rs`); the library-level cases are in `tests/sysfs_backend.rs`.
 
 mod support;
 

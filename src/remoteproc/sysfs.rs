@@ -747,6 +747,9 @@ pub(crate) fn start_sequence<A: Attrs + ?Sized>(
     previous: Option<&str>,
     rollback: bool,
 ) -> Result<StartOutcome> {
+    // A stop that fails changes nothing: the previous firmware stays configured (and running),
+    // so there is nothing to roll back; report the stop failure alone.
+    stop_if_needed(a)?;
     let err = match start_one(a, name) {
         Ok(state) => {
             info!("{name} is running");

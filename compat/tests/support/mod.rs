@@ -4,6 +4,8 @@
 //! test leaves nothing behind.
 #![allow(dead_code)]
 
+pub mod fakesys;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,420 @@
+//! Failing sysfs writes through a real mount: the daemon (`--backend sysfs`) drives a fake
+//! sysfs served over FUSE by this test ([`support::fakesys`]), which applies remoteproc's
+//! sysfs rules and returns errnos from `write(2)` where the test arms a fault. Loads go through
+//! `<mount>/vpe1` as a legacy loader's would (host byte order: little-endian fixtures).
+//!
+//! * a refused start rolls back to the previous firmware, which runs again; `status` reports
+//!   both; the write sequence is exactly stop / firmware=B / start (fails) / firmware=A / start;
+//! * with `--no-rollback` the processor stays offline with B configured, and `status` says so;
+//! * a failing `stop` is a clear error in `status` and changes no firmware.
+//! * the fake itself answers with the kernel's errnos (so the above rest on its rules).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::fakesys::{AttrWrite, FakeSys, Fault, Op, Which};
+use support::*;
+use vpe::remoteproc::sysfs::sha256_hex;
+use vpe::remoteproc::RprocState;
+
+const RPROC: &str = "mips-cpu1";
+
+/// Fields drop in declaration order: the daemon goes before the fake sysfs it uses.
+struct World {
+    d: Daemon,
+    sys: FakeSys,
+    fw: tempfile::TempDir,
+}
+
+fn world(extra: &[&str]) -> World {
+    let fw = tempfile::tempdir().unwrap();
+    let sys = FakeSys::mount(RPROC, fw.path());
+    let root = sys.root().display().to_string();
+    let fwdir = fw.path().display().to_string();
+    let mut args = vec![
+        "--backend",
+        "sysfs",
+        "--rproc",
+        RPROC,
+        "--sysfs-root",
+        &root,
+        "--firmware-dir",
+        &fwdir,
+    ];
+    args.extend_from_slice(extra);
+    let d = Daemon::start(&args);
+    World { d, sys, fw }
+}
+
+impl World {
+    fn subdir(&self) -> PathBuf {
+        self.fw.path().join("vpe-compat")
+    }
+
+    /// Files in the firmware subdirectory, sorted.
+    fn installed(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.subdir())
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Load `fixture` through `vpe1` and wait until the daemon has finished the `n`th load.
+    fn load(&self, fixture: &str, n: u64) -> String {
+        write_file(&self.d.path("vpe1"), &fixture_bytes(fixture)).unwrap();
+        self.d.wait_loads(n)
+    }
+
+    /// Load A with no fault armed and check it runs; returns its firmware name.
+    fn load_a(&self) -> String {
+        let st = self.load("hello.le.o", 1);
+        assert!(st.contains("loads_ok: 1\n"), "{st}\n{}", self.d.log());
+        let a = self.sys.firmware();
+        assert_eq!(self.sys.state(), RprocState::Running, "{st}");
+        assert_eq!(self.sys.boots(), vec![a.clone()]);
+        // Offline at first: no stop, just firmware then start.
+        assert_eq!(
+            self.sys.take_writes(),
+            vec![
+                AttrWrite::ok("firmware", &a),
+                AttrWrite::ok("state", "start")
+            ]
+        );
+        assert_eq!(field(&st, "firmware"), Some(a.as_str()), "{st}");
+        check_installed_name(&self.fw.path().join(&a), &a);
+        a
+    }
+}
+
+/// `vpe-compat/<sha256 of the content>.elf`, as sysfs.rs installs it.
+fn check_installed_name(path: &Path, name: &str) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(name, format!("vpe-compat/{}.elf", sha256_hex(&bytes)));
+}
+
+fn file_of(name: &str) -> String {
+    name.strip_prefix("vpe-compat/")
+        .unwrap_or_else(|| panic!("{name} is not in vpe-compat/"))
+        .to_string()
+}
+
+/// The value of `key: value` in the status text.
+fn field<'a>(st: &'a str, key: &str) -> Option<&'a str> {
+    st.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+}
+
+#[test]
+fn a_refused_start_rolls_back_to_the_previous_firmware_through_a_real_mount() {
+    if !can_mount() {
+        return;
+    }
+    let mut w = world(&[]);
+    let a = w.load_a();
+    let a_bytes = std::fs::read(w.fw.path().join(&a)).unwrap();
+
+    // The kernel refuses every image but A (as it would an image its ELF checks reject).
+    w.sys.inject(Fault {
+        op: Op::Start,
+        firmware: Which::Not(a.clone()),
+        errno: libc::EINVAL,
+        times: None,
+    });
+    let st = w.load("features.le.o", 2);
+    assert!(w.d.alive(), "{}", w.d.log());
+
+    let writes = w.sys.take_writes();
+    let b = writes
+        .iter()
+        .find(|x| x.attr == "firmware")
+        .map(|x| x.value.clone())
+        .unwrap_or_else(|| panic!("no firmware write: {writes:?}"));
+    assert_ne!(b, a);
+    assert_eq!(
+        writes,
+        vec![
+            // The open of vpe1 stops A (vpe_open), then the load configures and starts B.
+            AttrWrite::ok("state", "stop"),
+            AttrWrite::ok("firmware", &b),
+            AttrWrite::failed("state", "start", libc::EINVAL),
+            AttrWrite::ok("firmware", &a),
+            AttrWrite::ok("state", "start"),
+        ]
+    );
+    // The fake kernel runs A again.
+    assert_eq!(w.sys.state(), RprocState::Running);
+    assert_eq!(w.sys.firmware(), a);
+    assert_eq!(w.sys.boots(), vec![a.clone(), a.clone()]);
+    assert_eq!(
+        std::fs::read_to_string(w.sys.dev_dir().join("firmware")).unwrap(),
+        format!("{a}\n")
+    );
+
+    // status: the load failed, the failure and the rollback are both reported.
+    let get = |k| field(&st, k).unwrap_or_else(|| panic!("no {k} in:\n{st}"));
+    assert_eq!(get("loads_ok"), "1", "{st}");
+    assert_eq!(get("loads_failed"), "1", "{st}");
+    assert_eq!(get("last_result"), "failed", "{st}");
+    assert_eq!(get("last_error_phase"), "start", "{st}");
+    assert_eq!(get("last_error_errno"), libc::EIO.to_string(), "{st}");
+    let failed = get("rollback_failed_error");
+    assert!(
+        failed.contains(r#"writing "start" to state failed: EINVAL (Boot failed: -22"#),
+        "{st}"
+    );
+    assert_eq!(get("last_error"), failed, "{st}");
+    assert_eq!(get("rollback_restored_firmware"), a, "{st}");
+    assert_eq!(get("rollback_restored_state"), "running", "{st}");
+    assert_eq!(get("firmware"), a, "{st}");
+    assert_eq!(get("state"), "running", "{st}");
+    let js = w.d.status_json();
+    assert_eq!(js["rollback"]["restored_firmware"], a.as_str(), "{js}");
+    assert_eq!(js["rollback"]["restored_state"], "running", "{js}");
+
+    // A is kept (it runs, and recovery re-reads it); B, which never ran, is removed.
+    assert_eq!(w.installed(), vec![file_of(&a)]);
+    assert_eq!(std::fs::read(w.fw.path().join(&a)).unwrap(), a_bytes);
+
+    // The daemon goes on: once the kernel accepts B, B runs and the rollback is gone.
+    w.sys.clear_faults();
+    let st = w.load("features.le.o", 3);
+    assert_eq!(field(&st, "loads_ok"), Some("2"), "{st}");
+    assert_eq!(field(&st, "firmware"), Some(b.as_str()), "{st}");
+    assert_eq!(field(&st, "rollback_restored_firmware"), None, "{st}");
+    assert_eq!(w.sys.state(), RprocState::Running);
+    assert_eq!(w.sys.firmware(), b);
+    assert_eq!(
+        w.sys.take_writes(),
+        vec![
+            AttrWrite::ok("state", "stop"),
+            AttrWrite::ok("firmware", &b),
+            AttrWrite::ok("state", "start"),
+        ]
+    );
+    assert_eq!(w.installed(), vec![file_of(&b)]);
+    check_installed_name(&w.fw.path().join(&b), &b);
+    assert!(w.d.alive());
+}
+
+#[test]
+fn with_no_rollback_a_refused_start_leaves_the_processor_offline_with_the_new_firmware() {
+    if !can_mount() {
+        return;
+    }
+    let mut w = world(&["--no-rollback"]);
+    let a = w.load_a();
+    w.sys.inject(Fault {
+        op: Op::Start,
+        firmware: Which::Not(a.clone()),
+        errno: libc::EIO,
+        times: None,
+    });
+    let st = w.load("features.le.o", 2);
+    assert!(w.d.alive(), "{}", w.d.log());
+
+    let writes = w.sys.take_writes();
+    let b = writes
+        .iter()
+        .find(|x| x.attr == "firmware")
+        .map(|x| x.value.clone())
+        .unwrap_or_else(|| panic!("no firmware write: {writes:?}"));
+    assert_ne!(b, a);
+    assert_eq!(
+        writes,
+        vec![
+            AttrWrite::ok("state", "stop"),
+            AttrWrite::ok("firmware", &b),
+            AttrWrite::failed("state", "start", libc::EIO),
+        ]
+    );
+    assert_eq!(w.sys.state(), RprocState::Offline);
+    assert_eq!(w.sys.firmware(), b);
+    assert_eq!(w.sys.boots(), vec![a.clone()]);
+
+    let get = |k| field(&st, k).unwrap_or_else(|| panic!("no {k} in:\n{st}"));
+    assert_eq!(get("loads_failed"), "1", "{st}");
+    assert_eq!(get("last_error_phase"), "start", "{st}");
+    assert!(
+        get("last_error").contains(r#"writing "start" to state failed: EIO"#),
+        "{st}"
+    );
+    assert_eq!(get("state"), "offline", "{st}");
+    // status's `firmware` is what remoteproc is configured with (status.rs): here B.
+    assert_eq!(get("firmware"), b, "{st}");
+    assert!(
+        !st.lines().any(|l| l.starts_with("rollback_")),
+        "no rollback happened, status claims one:\n{st}"
+    );
+    assert!(w.d.status_json()["rollback"].is_null());
+    let log = w.d.log();
+    assert!(
+        log.contains(&format!("not rolling back to {a} (rollback disabled)")),
+        "{log}"
+    );
+    // Nothing is deleted on a failed start: B is configured, A stays for a later rollback.
+    assert_eq!(w.installed(), {
+        let mut v = vec![file_of(&a), file_of(&b)];
+        v.sort();
+        v
+    });
+}
+
+#[test]
+fn a_failing_stop_is_a_clear_error_and_changes_no_firmware() {
+    if !can_mount() {
+        return;
+    }
+    let mut w = world(&[]);
+    let a = w.load_a();
+    w.sys.inject(Fault {
+        op: Op::Stop,
+        firmware: Which::Any,
+        errno: libc::EIO,
+        times: None,
+    });
+
+    // `kill` (vpe.c store_kill) stops the program: the write succeeds, status has the error.
+    write_file(&w.d.path("kill"), b"1\n").unwrap();
+    let st = w.d.status();
+    let get = |st: &str, k: &str| {
+        field(st, k)
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {k} in:\n{st}"))
+    };
+    assert_eq!(get(&st, "last_error_phase"), "stop", "{st}");
+    assert!(
+        get(&st, "last_error")
+            .contains(r#"remoteproc mips-cpu1: writing "stop" to state failed: EIO"#),
+        "{st}"
+    );
+    assert_eq!(get(&st, "last_error_errno"), libc::EIO.to_string(), "{st}");
+    assert_eq!(get(&st, "loads_failed"), "0", "a stop is not a load:\n{st}");
+    assert_eq!(get(&st, "state"), "running", "{st}");
+    assert_eq!(
+        w.sys.take_writes(),
+        vec![AttrWrite::failed("state", "stop", libc::EIO)]
+    );
+
+    // A load while stop keeps failing: the open's stop and the load's stop fail; with
+    // nothing changed there is no rollback to try, no firmware write, A keeps running.
+    let st = w.load("features.le.o", 2);
+    assert!(w.d.alive(), "{}", w.d.log());
+    assert_eq!(
+        w.sys.take_writes(),
+        vec![AttrWrite::failed("state", "stop", libc::EIO); 2]
+    );
+    assert_eq!(w.sys.state(), RprocState::Running);
+    assert_eq!(w.sys.firmware(), a);
+    assert_eq!(w.sys.boots(), vec![a.clone()]);
+    assert_eq!(get(&st, "loads_failed"), "1", "{st}");
+    assert_eq!(get(&st, "last_error_phase"), "start", "{st}");
+    let err = get(&st, "last_error");
+    assert!(
+        err.contains(r#"writing "stop" to state failed: EIO"#),
+        "{st}"
+    );
+    assert!(!err.contains("rollback"), "nothing was rolled back:\n{st}");
+    assert_eq!(get(&st, "firmware"), a, "{st}");
+    assert_eq!(get(&st, "state"), "running", "{st}");
+    assert!(!st.lines().any(|l| l.starts_with("rollback_")), "{st}");
+    // A is still installed (it runs); B was installed but never configured.
+    assert!(w.installed().contains(&file_of(&a)), "{:?}", w.installed());
+}
+
+/// The fake itself, through the same `write(2)` path the daemon uses: the kernel's errnos
+/// reach the writer, and the log records every write in order.
+#[test]
+fn the_fake_sysfs_returns_the_kernels_errnos() {
+    use vpe::remoteproc::sysfs::{AttrIo, RealAttrIo};
+    if !can_mount() {
+        return;
+    }
+    let fw = tempfile::tempdir().unwrap();
+    let sys = FakeSys::mount(RPROC, fw.path());
+    let dev = sys.dev_dir();
+    let read = |a: &str| RealAttrIo.read(&dev.join(a)).unwrap();
+    let write = |a: &str, v: &str| {
+        RealAttrIo
+            .write(&dev.join(a), v)
+            .map_err(|e| e.raw_os_error())
+    };
+    let mut names: Vec<String> = std::fs::read_dir(sys.root().join("class/remoteproc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["remoteproc0"]);
+    assert_eq!(read("name"), "mips-cpu1\n");
+    assert_eq!(read("state"), "offline\n");
+    assert_eq!(read("firmware"), "rproc-mips-cpu1-fw\n");
+    let e = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dev.join("name"))
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+
+    let conv = vpe::convert::convert(
+        &fixture_bytes("hello.le.o"),
+        &vpe::convert::Options::default(),
+    )
+    .unwrap();
+    std::fs::write(fw.path().join("good.elf"), &conv.firmware).unwrap();
+    std::fs::write(fw.path().join("bad.elf"), b"not an ELF").unwrap();
+
+    assert_eq!(write("state", "stop"), Err(Some(libc::EINVAL)));
+    assert_eq!(write("state", "bogus"), Err(Some(libc::EINVAL)));
+    // The default name is not in the firmware directory.
+    assert_eq!(write("state", "start"), Err(Some(libc::ENOENT)));
+    assert_eq!(write("firmware", "\n"), Err(Some(libc::EINVAL)));
+    assert_eq!(write("firmware", "../good.elf"), Ok(()));
+    assert_eq!(write("state", "start"), Err(Some(libc::EINVAL)));
+    assert_eq!(write("firmware", "bad.elf"), Ok(()));
+    // vpe::rproc::check refuses it, as rproc_elf_sanity_check would.
+    assert_eq!(write("state", "start"), Err(Some(libc::EINVAL)));
+    assert_eq!(read("state"), "offline\n");
+    // Trailing newlines are tolerated, the name is cut at the first one.
+    assert_eq!(write("firmware", "good.elf\n"), Ok(()));
+    assert_eq!(read("firmware"), "good.elf\n");
+    sys.inject(Fault {
+        op: Op::Start,
+        firmware: Which::Is("good.elf".into()),
+        errno: libc::EIO,
+        times: Some(1),
+    });
+    assert_eq!(write("state", "start"), Err(Some(libc::EIO)));
+    assert_eq!(read("state"), "offline\n");
+    assert_eq!(write("state", "start\n"), Ok(()));
+    assert_eq!(read("state"), "running\n");
+    assert_eq!(write("state", "start"), Err(Some(libc::EBUSY)));
+    assert_eq!(write("firmware", "bad.elf"), Err(Some(libc::EBUSY)));
+    assert_eq!(read("firmware"), "good.elf\n");
+    assert_eq!(write("state", "stop"), Ok(()));
+    assert_eq!(sys.state(), RprocState::Offline);
+    assert_eq!(sys.boots(), vec!["good.elf".to_string()]);
+    let ok = AttrWrite::ok;
+    let failed = AttrWrite::failed;
+    assert_eq!(
+        sys.writes(),
+        vec![
+            failed("state", "stop", libc::EINVAL),
+            failed("state", "bogus", libc::EINVAL),
+            failed("state", "start", libc::ENOENT),
+            failed("firmware", "\n", libc::EINVAL),
+            ok("firmware", "../good.elf"),
+            failed("state", "start", libc::EINVAL),
+            ok("firmware", "bad.elf"),
+            failed("state", "start", libc::EINVAL),
+            ok("firmware", "good.elf\n"),
+            failed("state", "start", libc::EIO),
+            ok("state", "start\n"),
+            failed("state", "start", libc::EBUSY),
+            failed("firmware", "bad.elf", libc::EBUSY),
+            ok("state", "stop"),
+        ]
+    );
+}
