@@ -211,7 +211,15 @@ pub(crate) fn collect<'b>(
         }
         // "Not a valid relocation section?" / "Don't bother with non-allocated sections"
         let target = sh.sh_info as usize;
-        if target >= shnum || inp.shdrs[target].sh_flags & SHF_ALLOC == 0 {
+        if target >= shnum {
+            // Skipped silently by the kernel; a linker never writes this, so say so.
+            warnings.push(Warning::new(format!(
+                "relocation section {} (section {i}) applies to section {target}, which does not exist ({shnum} sections): the legacy loader skipped it, and so does the conversion",
+                inp.names[i]
+            )));
+            continue;
+        }
+        if inp.shdrs[target].sh_flags & SHF_ALLOC == 0 {
             continue;
         }
         let name = inp.names[i].clone();
