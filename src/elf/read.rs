@@ -267,9 +267,24 @@ impl<'a> Reader<'a> {
         idx: u32,
         what: &str,
     ) -> Result<String> {
+        self.str_in_with(strtab_off, strtab_size, idx, || what.to_string())
+    }
+
+    /// [`Reader::str_in`] with the "what" of an error built only on error (symbol tables call
+    /// this once per symbol).
+    pub fn str_in_with(
+        &self,
+        strtab_off: u32,
+        strtab_size: u32,
+        idx: u32,
+        what: impl FnOnce() -> String,
+    ) -> Result<String> {
         if idx >= strtab_size {
             return Err(Error::Malformed {
-                what: format!("{what}: name offset {idx:#x} is outside the string table ({strtab_size:#x} bytes)"),
+                what: format!(
+                    "{}: name offset {idx:#x} is outside the string table ({strtab_size:#x} bytes)",
+                    what()
+                ),
                 at: u64::from(strtab_off),
             });
         }
@@ -284,7 +299,8 @@ impl<'a> Reader<'a> {
             Some(n) => Ok(printable_name(&rest[..n])),
             None => Err(Error::Malformed {
                 what: format!(
-                    "{what}: name at offset {idx:#x} is not NUL-terminated inside the string table"
+                    "{}: name at offset {idx:#x} is not NUL-terminated inside the string table",
+                    what()
                 ),
                 at: u64::from(strtab_off) + u64::from(idx),
             }),

@@ -311,12 +311,10 @@ impl Input<'_> {
         let t = self.shdrs[idx];
         (0..self.shdrs.len())
             .map(|i| {
-                self.r.str_in(
-                    t.sh_offset,
-                    t.sh_size,
-                    self.shdrs[i].sh_name,
-                    &format!("section [{i}] name"),
-                )
+                self.r
+                    .str_in_with(t.sh_offset, t.sh_size, self.shdrs[i].sh_name, || {
+                        format!("section [{i}] name")
+                    })
             })
             .collect()
     }

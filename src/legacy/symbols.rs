@@ -73,12 +73,10 @@ pub(crate) fn read_symtab(inp: &Input, check_shndx: bool) -> Result<Symtab> {
         let name = if i == 0 {
             String::new()
         } else {
-            inp.r.str_in(
-                strsh.sh_offset,
-                strsh.sh_size,
-                sym.st_name,
-                &format!("symbol #{i} in [{symindex}] {symname}"),
-            )?
+            inp.r
+                .str_in_with(strsh.sh_offset, strsh.sh_size, sym.st_name, || {
+                    format!("symbol #{i} in [{symindex}] {symname}")
+                })?
         };
         let special = matches!(
             sym.st_shndx,
