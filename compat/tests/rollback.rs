@@ -109,6 +109,28 @@ fn field<'a>(st: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
 }
 
+/// Make the fake kernel refuse the start of every firmware but `a` with `errno`, load
+/// `features.le.o` (load number 2); returns its status, the attribute writes it caused and
+/// the name it was installed under (B).
+fn refuse_all_but(w: &mut World, a: &str, errno: i32) -> (String, Vec<AttrWrite>, String) {
+    w.sys.inject(Fault {
+        op: Op::Start,
+        firmware: Which::Not(a.to_string()),
+        errno,
+        times: None,
+    });
+    let st = w.load("features.le.o", 2);
+    assert!(w.d.alive(), "{}", w.d.log());
+    let writes = w.sys.take_writes();
+    let b = writes
+        .iter()
+        .find(|x| x.attr == "firmware")
+        .map(|x| x.value.clone())
+        .unwrap_or_else(|| panic!("no firmware write: {writes:?}"));
+    assert_ne!(b, a);
+    (st, writes, b)
+}
+
 #[test]
 fn a_refused_start_rolls_back_to_the_previous_firmware_through_a_real_mount() {
     if !can_mount() {
@@ -119,22 +141,7 @@ fn a_refused_start_rolls_back_to_the_previous_firmware_through_a_real_mount() {
     let a_bytes = std::fs::read(w.fw.path().join(&a)).unwrap();
 
     // The kernel refuses every image but A (as it would an image its ELF checks reject).
-    w.sys.inject(Fault {
-        op: Op::Start,
-        firmware: Which::Not(a.clone()),
-        errno: libc::EINVAL,
-        times: None,
-    });
-    let st = w.load("features.le.o", 2);
-    assert!(w.d.alive(), "{}", w.d.log());
-
-    let writes = w.sys.take_writes();
-    let b = writes
-        .iter()
-        .find(|x| x.attr == "firmware")
-        .map(|x| x.value.clone())
-        .unwrap_or_else(|| panic!("no firmware write: {writes:?}"));
-    assert_ne!(b, a);
+    let (st, writes, b) = refuse_all_but(&mut w, &a, libc::EINVAL);
     assert_eq!(
         writes,
         vec![
@@ -208,22 +215,7 @@ fn with_no_rollback_a_refused_start_leaves_the_processor_offline_with_the_new_fi
     }
     let mut w = world(&["--no-rollback"]);
     let a = w.load_a();
-    w.sys.inject(Fault {
-        op: Op::Start,
-        firmware: Which::Not(a.clone()),
-        errno: libc::EIO,
-        times: None,
-    });
-    let st = w.load("features.le.o", 2);
-    assert!(w.d.alive(), "{}", w.d.log());
-
-    let writes = w.sys.take_writes();
-    let b = writes
-        .iter()
-        .find(|x| x.attr == "firmware")
-        .map(|x| x.value.clone())
-        .unwrap_or_else(|| panic!("no firmware write: {writes:?}"));
-    assert_ne!(b, a);
+    let (st, writes, b) = refuse_all_but(&mut w, &a, libc::EIO);
     assert_eq!(
         writes,
         vec![
