@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vpe::remoteproc::sysfs::{
-    check_firmware_name, sha256_hex, AttrIo, Sysfs, SysfsOptions, EBUSY, EINVAL, ENOENT,
+    check_firmware_name, sha256_hex, AttrIo, Recovery, Sysfs, SysfsOptions, EBUSY, EINVAL, ENOENT,
 };
 use vpe::remoteproc::{Backend, RprocState};
 
@@ -231,6 +231,8 @@ impl World {
             rproc_name: "mips-cpu1".into(),
             subdir: "vpe-compat".into(),
             rollback: true,
+            // This fake kernel predates the attribute (it reads as ENOENT): nothing written.
+            recovery: Some(Recovery::Disabled),
         }
     }
 

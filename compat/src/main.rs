@@ -16,7 +16,7 @@ use log::{error, info, warn};
 use nix::mount::{umount2, MntFlags};
 use vpe::image::RelocSemantics;
 use vpe::remoteproc::sim::{Sim, SimOptions};
-use vpe::remoteproc::sysfs::{Sysfs, SysfsOptions};
+use vpe::remoteproc::sysfs::{Recovery, Sysfs, SysfsOptions};
 use vpe::remoteproc::Backend;
 
 use crate::device::{Config, Device, Node};
@@ -52,6 +52,10 @@ struct Args {
     /// Do not restart the previous firmware when a start fails.
     #[arg(long)]
     no_rollback: bool,
+    /// remoteproc crash recovery (sysfs backend): `disabled` as with the legacy loader, which
+    /// had none; `enabled` lets the kernel reboot a crashed processor; `keep` leaves it.
+    #[arg(long, value_enum, default_value = "disabled")]
+    recovery: RecoveryPolicy,
     /// Image size limit per open (vpe.c P_SIZE; 2097152 for CONFIG_MIPS_VPE_LOADER_TOM set-ups).
     #[arg(long, value_name = "BYTES", default_value_t = device::P_SIZE)]
     max_image: usize,
@@ -94,6 +98,13 @@ struct Args {
     /// nothing. The other files work as usual.
     #[arg(long, hide = true)]
     bench_noop: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RecoveryPolicy {
+    Disabled,
+    Enabled,
+    Keep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,6 +171,11 @@ async fn run(args: Args) -> Result<(), String> {
                 sysfs_root: args.sysfs_root.clone(),
                 firmware_dir: args.firmware_dir.clone(),
                 rollback: !args.no_rollback,
+                recovery: match args.recovery {
+                    RecoveryPolicy::Disabled => Some(Recovery::Disabled),
+                    RecoveryPolicy::Enabled => Some(Recovery::Enabled),
+                    RecoveryPolicy::Keep => None,
+                },
                 ..SysfsOptions::new(args.rproc.clone())
             };
             Box::new(Sysfs::open(opts).map_err(|e| format!("remoteproc {}: {e}", args.rproc))?)

@@ -25,11 +25,17 @@ struct World {
     d: Daemon,
     sys: FakeSys,
     fw: tempfile::TempDir,
+    /// The attribute writes the daemon made while starting (its recovery policy).
+    startup_writes: Vec<AttrWrite>,
 }
 
 fn world(extra: &[&str]) -> World {
+    world_on(FakeSys::mount, extra)
+}
+
+fn world_on(mount: fn(&str, &Path) -> FakeSys, extra: &[&str]) -> World {
     let fw = tempfile::tempdir().unwrap();
-    let sys = FakeSys::mount(RPROC, fw.path());
+    let sys = mount(RPROC, fw.path());
     let root = sys.root().display().to_string();
     let fwdir = fw.path().display().to_string();
     let mut args = vec![
@@ -44,7 +50,13 @@ fn world(extra: &[&str]) -> World {
     ];
     args.extend_from_slice(extra);
     let d = Daemon::start(&args);
-    World { d, sys, fw }
+    let startup_writes = sys.take_writes();
+    World {
+        d,
+        sys,
+        fw,
+        startup_writes,
+    }
 }
 
 impl World {
@@ -409,4 +421,50 @@ fn the_fake_sysfs_returns_the_kernels_errnos() {
             ok("state", "stop"),
         ]
     );
+}
+
+/// The legacy loader had no crash recovery, so by default the daemon writes `disabled` to
+/// remoteproc's `recovery` at start-up (once, only if it differs); `--recovery keep` leaves it
+/// and `--recovery enabled` asks for the kernel's reboot-on-crash; a kernel without the
+/// attribute (before 5.10) is not an error.
+#[test]
+fn the_recovery_policy_is_applied_at_start_up() {
+    if !can_mount() {
+        return;
+    }
+    let w = world(&[]);
+    assert_eq!(
+        w.startup_writes,
+        vec![AttrWrite::ok("recovery", "disabled")]
+    );
+    assert_eq!(w.sys.recovery(), Some(false));
+    // It stays disabled across loads: nothing else writes it.
+    w.load_a();
+    assert_eq!(w.sys.recovery(), Some(false));
+    drop(w);
+
+    let w = world(&["--recovery", "keep"]);
+    assert_eq!(w.startup_writes, vec![]);
+    assert_eq!(w.sys.recovery(), Some(true), "the kernel's default is kept");
+    drop(w);
+
+    // Already enabled: nothing to write.
+    let w = world(&["--recovery", "enabled"]);
+    assert_eq!(w.startup_writes, vec![]);
+    assert_eq!(w.sys.recovery(), Some(true));
+    drop(w);
+
+    let w = world_on(|n, d| FakeSys::mount_with(n, d, false), &[]);
+    assert_eq!(w.startup_writes, vec![]);
+    assert!(
+        w.d.status().contains("state: offline\n"),
+        "{}",
+        w.d.status()
+    );
+    let log = w.d.log();
+    assert!(
+        log.contains("no recovery attribute") && log.contains("recovery disabled not applied"),
+        "{log}"
+    );
+    w.load_a();
 }

@@ -101,10 +101,31 @@ pub struct SysfsOptions {
     pub subdir: String,
     /// Start the previous good firmware again when a start fails.
     pub rollback: bool,
+    /// What to write to the `recovery` attribute at start-up; `None` leaves it as it is.
+    pub recovery: Option<Recovery>,
+}
+
+/// remoteproc's crash-recovery policy (the `recovery` attribute, sysfs since ~5.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// A crashed processor stays crashed, as with the legacy loader (it had no recovery).
+    Disabled,
+    /// The kernel reboots a crashed processor with the same firmware file.
+    Enabled,
+}
+
+impl Recovery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recovery::Disabled => "disabled",
+            Recovery::Enabled => "enabled",
+        }
+    }
 }
 
 impl SysfsOptions {
-    /// Defaults: `/sys`, `/lib/firmware`, subdirectory `vpe-compat`, rollback on.
+    /// Defaults: `/sys`, `/lib/firmware`, subdirectory `vpe-compat`, rollback on, recovery
+    /// disabled (the legacy behaviour).
     pub fn new(rproc_name: impl Into<String>) -> Self {
         SysfsOptions {
             sysfs_root: PathBuf::from("/sys"),
@@ -112,6 +133,7 @@ impl SysfsOptions {
             rproc_name: rproc_name.into(),
             subdir: "vpe-compat".into(),
             rollback: true,
+            recovery: Some(Recovery::Disabled),
         }
     }
 }
@@ -342,6 +364,7 @@ impl Sysfs {
             last_good: None,
         };
         s.firmware_subdir()?;
+        s.apply_recovery_policy()?;
         let removed = s.cleanup_stale_temp_files()?;
         if removed > 0 {
             info!(
@@ -442,6 +465,38 @@ impl Sysfs {
             error!("{msg}");
             backend(msg, errno)
         })
+    }
+
+    /// Write the configured recovery policy if the attribute exists and differs. Kernels
+    /// before ~5.10 have no such attribute (the policy lived in debugfs): said once, not an
+    /// error. A refused write is an error: the daemon must not run with another policy than
+    /// the one it was given.
+    fn apply_recovery_policy(&self) -> Result<()> {
+        let Some(want) = self.opts.recovery else {
+            return Ok(());
+        };
+        let current = match self.io.read(&self.dev.join("recovery")) {
+            Ok(v) => v.trim_end_matches('\n').to_string(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                info!(
+                    "remoteproc {}: no recovery attribute (a kernel before 5.10 keeps it in debugfs); recovery {} not applied",
+                    self.opts.rproc_name,
+                    want.as_str()
+                );
+                return Ok(());
+            }
+            Err(_) => self.read_attr("recovery")?,
+        };
+        if current == want.as_str() {
+            return Ok(());
+        }
+        self.write_attr("recovery", want.as_str())?;
+        info!(
+            "remoteproc {}: recovery {current} -> {}",
+            self.opts.rproc_name,
+            want.as_str()
+        );
+        Ok(())
     }
 
     /// `state`, parsed.

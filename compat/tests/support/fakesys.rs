@@ -8,6 +8,8 @@
 //!   when not running is EINVAL, any other word EINVAL (`sysfs_streq`: one trailing `\n` OK);
 //! * `firmware` reads the name + `\n`; writing it is EBUSY unless offline, EINVAL if empty; the
 //!   value is cut at the first `\n`;
+//! * `recovery` (sysfs since ~5.10) reads `enabled`/`disabled`, takes those and `recover`, else
+//!   EINVAL; [`FakeSys::mount_with`] can leave it out, as an older kernel does;
 //! * `name` is read-only (an open for write is EACCES, as kernfs does for root too);
 //! * `start` boots the file `firmware` names in the firmware directory: a `..` component or an
 //!   empty name is EINVAL, a missing file ENOENT, an image remoteproc would refuse
@@ -48,9 +50,10 @@ const DEV: u64 = 4;
 const NAME: u64 = 5;
 const STATE: u64 = 6;
 const FIRMWARE: u64 = 7;
+const RECOVERY: u64 = 8;
 
 /// (inode, parent, name, is a directory)
-const NODES: [(u64, u64, &str, bool); 7] = [
+const NODES: [(u64, u64, &str, bool); 8] = [
     (ROOT, ROOT, "", true),
     (CLASS, ROOT, "class", true),
     (REMOTEPROC, CLASS, "remoteproc", true),
@@ -58,6 +61,7 @@ const NODES: [(u64, u64, &str, bool); 7] = [
     (NAME, DEV, "name", false),
     (STATE, DEV, "state", false),
     (FIRMWARE, DEV, "firmware", false),
+    (RECOVERY, DEV, "recovery", false),
 ];
 
 /// The attribute writes a fault can hit.
@@ -132,6 +136,8 @@ struct Kernel {
     firmware_dir: PathBuf,
     state: RprocState,
     firmware: String,
+    /// The `recovery` attribute: `Some(enabled)`, or `None` for a kernel without it (< 5.10).
+    recovery: Option<bool>,
     faults: Vec<Fault>,
     writes: Vec<AttrWrite>,
     /// Firmware names `start` booted successfully, in order.
@@ -144,6 +150,10 @@ impl Kernel {
             NAME => format!("{}\n", self.rproc_name),
             STATE => format!("{}\n", self.state.as_str()),
             FIRMWARE => format!("{}\n", self.firmware),
+            RECOVERY => match self.recovery {
+                Some(true) => "enabled\n".into(),
+                _ => "disabled\n".into(),
+            },
             _ => String::new(),
         }
     }
@@ -217,8 +227,27 @@ impl Kernel {
                 self.firmware = name.to_string();
                 Ok(())
             }
+            // recovery_store: sysfs_streq against the three words; "recover" re-runs a
+            // crashed processor (none is crashed here).
+            RECOVERY => match value.strip_suffix('\n').unwrap_or(value) {
+                "enabled" => {
+                    self.recovery = Some(true);
+                    Ok(())
+                }
+                "disabled" => {
+                    self.recovery = Some(false);
+                    Ok(())
+                }
+                "recover" => Ok(()),
+                _ => Err(libc::EINVAL),
+            },
             _ => Err(libc::EACCES),
         }
+    }
+
+    /// Whether node `ino` exists on this kernel.
+    fn has(&self, ino: u64) -> bool {
+        ino != RECOVERY || self.recovery.is_some()
     }
 }
 
@@ -280,8 +309,9 @@ impl FakeSysFs {
             (ino, FileType::Directory, OsString::from(".")),
             (parent, FileType::Directory, OsString::from("..")),
         ];
+        let k = lock(&self.kernel);
         for (i, p, name, d) in NODES {
-            if p == ino && i != ROOT {
+            if p == ino && i != ROOT && k.has(i) {
                 let kind = if d {
                     FileType::Directory
                 } else {
@@ -308,6 +338,7 @@ impl Filesystem for FakeSysFs {
             .iter()
             .find(|n| n.1 == parent && n.0 != ROOT && OsStr::new(n.2) == name)
             .map(|n| n.0)
+            .filter(|&i| lock(&self.kernel).has(i))
             .ok_or_else(|| Errno::from(libc::ENOENT))?;
         Ok(ReplyEntry {
             ttl: TTL,
@@ -510,6 +541,12 @@ impl FakeSys {
     /// Mount a fake sysfs with one offline rproc named `rproc_name` (firmware
     /// `rproc-<name>-fw`, the kernel's default) whose `start` loads from `firmware_dir`.
     pub fn mount(rproc_name: &str, firmware_dir: &Path) -> FakeSys {
+        FakeSys::mount_with(rproc_name, firmware_dir, true)
+    }
+
+    /// [`FakeSys::mount`]; `recovery_attr` false plays a kernel before 5.10 (no `recovery`
+    /// attribute). With it, recovery starts `enabled`, the kernel's default.
+    pub fn mount_with(rproc_name: &str, firmware_dir: &Path, recovery_attr: bool) -> FakeSys {
         let dir = tempfile::tempdir().expect("fakesys: temp dir");
         let mnt = dir.path().join("sys");
         std::fs::create_dir(&mnt).expect("fakesys: mount point");
@@ -518,6 +555,7 @@ impl FakeSys {
             firmware_dir: firmware_dir.to_path_buf(),
             state: RprocState::Offline,
             firmware: format!("rproc-{rproc_name}-fw"),
+            recovery: recovery_attr.then_some(true),
             faults: Vec::new(),
             writes: Vec::new(),
             boots: Vec::new(),
@@ -581,6 +619,11 @@ impl FakeSys {
     }
 
     /// Firmware names booted successfully, in order.
+    /// The `recovery` attribute: `Some(enabled)`, `None` if this kernel has none.
+    pub fn recovery(&self) -> Option<bool> {
+        lock(&self.kernel).recovery
+    }
+
     pub fn boots(&self) -> Vec<String> {
         lock(&self.kernel).boots.clone()
     }
