@@ -691,3 +691,36 @@ fn stale_temp_files_are_cleaned_up_at_open() {
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
     assert_eq!(s.cleanup_stale_temp_files().unwrap(), 0);
 }
+
+/// The recovery policy is written at open only when the attribute exists and differs; a
+/// refused write is a start-up error naming the attribute (the daemon must not run with
+/// another policy than the one it was given).
+#[test]
+fn a_refused_recovery_write_fails_the_open() {
+    let w = World::new();
+    // This fake kernel reads a plain `recovery` file and refuses writes to it (EACCES).
+    fs::write(w.dev.join("recovery"), "enabled\n").unwrap();
+    let e = Sysfs::open_with_io(w.opts(), Box::new(w.kernel.clone())).unwrap_err();
+    assert_eq!(e.errno(), 13, "{e}");
+    assert!(
+        e.to_string()
+            .contains(r#"writing "disabled" to recovery failed: EACCES"#),
+        "{e}"
+    );
+    let recovery_writes = |w: &World| {
+        w.kernel
+            .writes()
+            .iter()
+            .filter(|(_, a, _)| a == "recovery")
+            .count()
+    };
+    assert_eq!(recovery_writes(&w), 1);
+    // Already what is wanted, or left alone: nothing is written and the open succeeds.
+    for recovery in [Some(Recovery::Enabled), None] {
+        w.open_with(SysfsOptions {
+            recovery,
+            ..w.opts()
+        });
+    }
+    assert_eq!(recovery_writes(&w), 1);
+}

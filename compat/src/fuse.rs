@@ -101,6 +101,10 @@ impl VpeFs {
     /// File handle of a no-op `vpe1` open (real handles start at 1).
     const NOOP_FH: u64 = 0;
 
+    fn is_noop(&self, fh: u64) -> bool {
+        self.noop && fh == Self::NOOP_FH
+    }
+
     fn node(&self, inode: u64) -> Result<Node> {
         match self.root_file {
             Some(n) if inode == ROOT => Ok(n),
@@ -240,7 +244,7 @@ impl Filesystem for VpeFs {
         _write_flags: u32,
         _flags: u32,
     ) -> Result<ReplyWrite> {
-        if self.noop && fh == Self::NOOP_FH {
+        if self.is_noop(fh) {
             return Ok(ReplyWrite {
                 written: data.len() as u32,
             });
@@ -281,7 +285,7 @@ impl Filesystem for VpeFs {
         _lock_owner: u64,
         _flush: bool,
     ) -> Result<()> {
-        if self.noop && fh == Self::NOOP_FH {
+        if self.is_noop(fh) {
             return Ok(());
         }
         block_in_place(|| self.dev.release(fh));
@@ -289,14 +293,14 @@ impl Filesystem for VpeFs {
     }
 
     async fn fsync(&self, _req: Request, _inode: u64, fh: u64, _datasync: bool) -> Result<()> {
-        if self.noop && fh == Self::NOOP_FH {
+        if self.is_noop(fh) {
             return Ok(());
         }
         block_in_place(|| self.dev.fsync(fh)).map_err(errno)
     }
 
     async fn flush(&self, _req: Request, _inode: u64, fh: u64, _lock_owner: u64) -> Result<()> {
-        if self.noop && fh == Self::NOOP_FH {
+        if self.is_noop(fh) {
             return Ok(());
         }
         block_in_place(|| self.dev.flush(fh)).map_err(errno)

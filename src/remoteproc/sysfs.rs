@@ -429,14 +429,17 @@ impl Sysfs {
         self.io
             .read(&path)
             .map(|s| s.trim_end_matches('\n').to_string())
-            .map_err(|e| {
-                let msg = format!(
-                    "remoteproc {}: reading {attr} failed: {e}",
-                    self.opts.rproc_name
-                );
-                error!("{msg}");
-                backend(msg, io_errno(&e))
-            })
+            .map_err(|e| self.read_failed(attr, &e))
+    }
+
+    /// The error (logged) for a failed read of `attr`.
+    fn read_failed(&self, attr: &str, e: &io::Error) -> Error {
+        let msg = format!(
+            "remoteproc {}: reading {attr} failed: {e}",
+            self.opts.rproc_name
+        );
+        error!("{msg}");
+        backend(msg, io_errno(e))
     }
 
     /// Write `value` to an attribute in one `write(2)`; the errno is explained in the error.
@@ -485,7 +488,7 @@ impl Sysfs {
                 );
                 return Ok(());
             }
-            Err(_) => self.read_attr("recovery")?,
+            Err(e) => return Err(self.read_failed("recovery", &e)),
         };
         if current == want.as_str() {
             return Ok(());
@@ -769,6 +772,11 @@ pub(crate) fn stop_if_needed<A: Attrs + ?Sized>(a: &mut A) -> Result<()> {
 /// read state → stop if not offline → write firmware → write start → read state.
 fn start_one<A: Attrs + ?Sized>(a: &mut A, name: &str) -> Result<RprocState> {
     stop_if_needed(a)?;
+    configure_and_start(a, name)
+}
+
+/// With the processor stopped: write firmware → write start → read state.
+fn configure_and_start<A: Attrs + ?Sized>(a: &mut A, name: &str) -> Result<RprocState> {
     match a.write_firmware(name) {
         // Someone started it between our read and write: stop once more and retry.
         Err(e) if e.errno() == EBUSY => {
@@ -805,7 +813,7 @@ pub(crate) fn start_sequence<A: Attrs + ?Sized>(
     // A stop that fails changes nothing: the previous firmware stays configured (and running),
     // so there is nothing to roll back; report the stop failure alone.
     stop_if_needed(a)?;
-    let err = match start_one(a, name) {
+    let err = match configure_and_start(a, name) {
         Ok(state) => {
             info!("{name} is running");
             return Ok(StartOutcome {
