@@ -4,6 +4,8 @@
 //! The converter never writes a firmware it has not checked with the kernel's own rules and
 //! proven equivalent to what the legacy loader would have put in memory.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 use crate::elf::{
@@ -346,6 +348,18 @@ pub fn convert_voice(bytes: &[u8], opts: &Options) -> Result<Conversion> {
 
 /// Convert a legacy SP ELF (or, by sniffing, a Lantiq voice image) into remoteproc firmware.
 pub fn convert(bytes: &[u8], opts: &Options) -> Result<Conversion> {
+    convert_input(Cow::Borrowed(bytes), opts)
+}
+
+/// [`convert`], taking the input by value: it is freed as soon as the legacy model has read
+/// it, before the firmware is built and checked. For a large input that is the largest buffer
+/// of the conversion (64 MiB of a 64 MiB object's ~200 MiB peak).
+pub fn convert_owned(bytes: Vec<u8>, opts: &Options) -> Result<Conversion> {
+    convert_input(Cow::Owned(bytes), opts)
+}
+
+fn convert_input(input: Cow<'_, [u8]>, opts: &Options) -> Result<Conversion> {
+    let bytes: &[u8] = &input;
     let format = sniff(bytes);
     if format == Format::Voice
         || (format == Format::Unknown && voice_options(opts).is_some_and(|v| v.old_format))
@@ -419,6 +433,8 @@ pub fn convert(bytes: &[u8], opts: &Options) -> Result<Conversion> {
         (legacy::load(bytes, &lopts), sha256_hex(bytes))
     };
     let legacy = legacy?;
+    // Everything from here on works from the legacy image.
+    drop(input);
     let provenance = Provenance {
         input_sha256: input_sha256.clone(),
         input_kind: match legacy.kind {

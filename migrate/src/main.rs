@@ -4,6 +4,7 @@
 
 mod batch;
 mod cli;
+mod hugepages;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ use thiserror::Error;
 use cli::{Cli, Cmd, ConvertArgs};
 use vpe::convert::{self, Conversion};
 use vpe::inspect;
+
+#[global_allocator]
+static ALLOC: hugepages::HugePageHint = hugepages::HugePageHint;
 use vpe::rproc::{check, verify};
 
 /// The one error type of `vpe-migrate`.
@@ -281,7 +285,7 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
 
 fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
     let bytes = read(&args.old)?;
-    let conv: Conversion = convert::convert(&bytes, &args.options()?)?;
+    let conv: Conversion = convert::convert_owned(bytes, &args.options()?)?;
     for w in conv.warnings() {
         for (i, line) in w.lines().enumerate() {
             if i == 0 {

@@ -661,15 +661,24 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     let note_idx = secs.len();
 
     // ---- symbols ---------------------------------------------------------------------------
-    let mut strtab = StringTable::new();
-    let mut syms = vec![Sym {
+    let mut strtab = StringTable::with_capacity(
+        image.symbols.len() + 2,
+        image
+            .symbols
+            .iter()
+            .map(|s| s.name.len() + 1)
+            .sum::<usize>()
+            + 64,
+    );
+    let mut syms = Vec::with_capacity(image.symbols.len() + 3);
+    syms.push(Sym {
         st_name: 0,
         st_value: 0,
         st_size: 0,
         st_info: 0,
         st_other: 0,
         st_shndx: 0,
-    }];
+    });
     let to_sym = |strtab: &mut StringTable, s: &crate::image::Symbol| Sym {
         st_name: strtab.add(&s.name),
         st_value: s.value,
