@@ -274,7 +274,7 @@ pub(crate) struct Input<'a> {
     pub limit: u64,
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
     /// File offset of section header `i`.
     pub fn shdr_offset(&self, i: usize) -> u64 {
         u64::from(self.eh.e_shoff) + (i * SHDR32_SIZE) as u64
@@ -321,7 +321,7 @@ impl Input<'_> {
 
     /// The contents of section `i`, which must not be NOBITS and must lie inside the bytes the
     /// kernel could see.
-    pub fn section_bytes(&self, i: usize, what: &str) -> Result<&[u8]> {
+    pub fn section_bytes(&self, i: usize, what: &str) -> Result<&'a [u8]> {
         let s = self.shdrs[i];
         let name = self
             .names
@@ -1271,6 +1271,68 @@ mod tests {
             .unwrap();
         assert_eq!(s.offset, 8);
         assert_eq!(img.byte_at(B + 8), Some(0x11));
+    }
+
+    // ---- where the ELF pass reads unrelocated words ------------------------------------------
+
+    /// Load `bytes` with the ELF pass reading the input (threaded when large), then reading
+    /// the unrelocated image (sequential): the same image, warnings and errors, every semantics.
+    fn same_outcome_from_input_and_image(what: &str, bytes: &[u8]) {
+        for sem in [
+            RelocSemantics::Strict,
+            RelocSemantics::Legacy,
+            RelocSemantics::Elf,
+        ] {
+            let from_input = load(bytes, &o(sem)).map_err(|e| e.to_string());
+            reloc::READ_ORIG_FROM_IMAGE.with(|c| c.set(true));
+            let from_image = load(bytes, &o(sem)).map_err(|e| e.to_string());
+            reloc::READ_ORIG_FROM_IMAGE.with(|c| c.set(false));
+            assert!(from_input == from_image, "{what} {sem:?}: outcomes differ");
+        }
+    }
+
+    #[test]
+    fn the_elf_pass_reads_the_same_words_from_the_input_as_from_the_image() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bin");
+        let mut n = 0;
+        for f in std::fs::read_dir(dir).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|x| x == "o") {
+                same_outcome_from_input_and_image(
+                    &p.display().to_string(),
+                    &std::fs::read(&p).unwrap(),
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "fixtures missing: {n}");
+        // Above the threshold (the ELF pass runs on a second thread), both byte orders; then
+        // with _gp renamed away, so that every GPREL16 fails in the ELF pass (errors, diffs).
+        for endian in ENDIANS {
+            let mut big = crate::synth::generate(&crate::synth::Options {
+                size: 1 << 20,
+                endian,
+                seed: 7,
+            });
+            same_outcome_from_input_and_image("synth 1 MiB", &big);
+            let at = big.windows(5).position(|w| w == b"\0_gp\0").unwrap();
+            big[at + 3] = b'q';
+            same_outcome_from_input_and_image("synth 1 MiB without _gp", &big);
+        }
+        // One word relocated twice (the ELF pass reads the unrelocated word both times), and
+        // a HI16 whose LO16 partner word was relocated before.
+        for e in ENDIANS {
+            let mut b = obj(e, &[0x3c04_0000, 0x2484_0010, 0x2484_0020, 0]);
+            let d = b.words(&[4]);
+            let data = b.progbits(".data", DATA, 4, d);
+            let s = b.global("target", 0x4, 1);
+            b.rel(data, 0, s, R_MIPS_32);
+            b.rel(data, 0, s, R_MIPS_32);
+            b.rel(1, 8, s, R_MIPS_LO16);
+            b.rel(1, 0, s, R_MIPS_HI16);
+            b.rel(1, 8, s, R_MIPS_LO16);
+            same_outcome_from_input_and_image("twice-relocated words", &b.build());
+        }
     }
 
     // ---- #14 – #22: relocations -----------------------------------------------------------

@@ -51,6 +51,11 @@ pub(crate) struct RelSec<'b> {
     pub target_name: String,
     /// The validated REL entries: `8 * n` bytes of the input (empty for RELA).
     entries: &'b [u8],
+    /// The target section's bytes in the input (empty for NOBITS, which only R_MIPS_NONE may
+    /// name): the unrelocated words the ELF pass reads, at `r_offset`.
+    orig: &'b [u8],
+    /// Some entry is R_MIPS_GPREL16.
+    pub has_gprel: bool,
     endian: Endian,
     /// Offset of the target section in the image.
     toff: u32,
@@ -231,6 +236,8 @@ pub(crate) fn collect<'b>(
             target,
             target_name: target_name.clone(),
             entries: &[],
+            orig: &[],
+            has_gprel: false,
             endian: inp.eh.endian,
             toff: 0,
             base,
@@ -240,21 +247,24 @@ pub(crate) fn collect<'b>(
             out.push(rs);
             continue;
         }
-        inp.section_bytes(i, "relocation section")?;
         let n = sh.sh_size as usize / REL32_SIZE;
+        let entries = &inp.section_bytes(i, "relocation section")?[..n * REL32_SIZE];
         let tsh = inp.shdrs[target];
         let toff = offsets[target].unwrap_or(0);
-        for k in 0..n {
-            let rel = inp.r.rel(sh.sh_offset, k)?;
-            let at = u64::from(sh.sh_offset) + (k * REL32_SIZE) as u64;
-            let sym = rel.sym() as usize;
-            let r_type = rel.typ();
+        let e = inp.eh.endian;
+        let mut has_gprel = false;
+        for (k, b) in entries.chunks_exact(REL32_SIZE).enumerate() {
+            let r_offset = e.read_u32([b[0], b[1], b[2], b[3]]);
+            let r_info = e.read_u32([b[4], b[5], b[6], b[7]]);
+            let at = || u64::from(sh.sh_offset) + (k * REL32_SIZE) as u64;
+            let sym = (r_info >> 8) as usize;
+            let r_type = (r_info & 0xff) as u8;
             if sym >= nsyms {
                 return Err(Error::Malformed {
                     what: format!(
                         "relocation #{k} in [{i}] {name}: symbol index {sym} is outside the symbol table ({nsyms} entries)"
                     ),
-                    at,
+                    at: at(),
                 });
             }
             if r_type != R_MIPS_NONE {
@@ -263,18 +273,19 @@ pub(crate) fn collect<'b>(
                         what: format!(
                             "relocation #{k} in [{i}] {name} patches NOBITS section [{target}] {target_name}, which has no contents"
                         ),
-                        at,
+                        at: at(),
                     });
                 }
-                if u64::from(rel.r_offset) + 4 > u64::from(tsh.sh_size) {
+                if u64::from(r_offset) + 4 > u64::from(tsh.sh_size) {
                     return Err(Error::Malformed {
                         what: format!(
-                            "relocation #{k} in [{i}] {name}: r_offset {:#x} + 4 lies outside [{target}] {target_name} ({:#x} bytes)",
-                            rel.r_offset, tsh.sh_size
+                            "relocation #{k} in [{i}] {name}: r_offset {r_offset:#x} + 4 lies outside [{target}] {target_name} ({:#x} bytes)",
+                            tsh.sh_size
                         ),
-                        at,
+                        at: at(),
                     });
                 }
+                has_gprel |= r_type == R_MIPS_GPREL16;
             }
             if nonalloc[sym] && warned_nonalloc.insert(sym) {
                 let s = tab.entries[sym].sym;
@@ -286,9 +297,12 @@ pub(crate) fn collect<'b>(
                 )));
             }
         }
-        // Inside the file: `section_bytes` checked the whole section.
-        let start = sh.sh_offset as usize;
-        rs.entries = inp.bytes.get(start..start + n * REL32_SIZE).unwrap_or(&[]);
+        rs.entries = entries;
+        if tsh.sh_type != SHT_NOBITS {
+            // The image copy read the same bytes, so this cannot fail here.
+            rs.orig = inp.section_bytes(target, "section")?;
+        }
+        rs.has_gprel = has_gprel;
         rs.toff = toff;
         out.push(rs);
     }
@@ -365,6 +379,43 @@ fn no_handler(t: u8) -> String {
     )
 }
 
+/// Below this many entries a second thread costs about what it saves.
+const PARALLEL_MIN_ENTRIES: usize = 16 * 1024;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: make the ELF pass read the unrelocated image instead of the input, sequentially
+    /// (the reference the input-reading pass is compared with).
+    pub(crate) static READ_ORIG_FROM_IMAGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn read_orig_from_image() -> bool {
+    #[cfg(test)]
+    if READ_ORIG_FROM_IMAGE.with(|c| c.get()) {
+        return true;
+    }
+    false
+}
+
+/// Where the ELF pass reads unrelocated words.
+#[derive(Clone, Copy)]
+enum Orig<'a> {
+    /// The target section's bytes in the input ([`RelSec`]'s `orig`, at `r_offset`).
+    Input,
+    /// The unrelocated image (at the site's image offset).
+    Image(&'a [u8]),
+}
+
+impl Orig<'_> {
+    #[inline]
+    fn word(self, rs: &RelSec, site: &Site, e: Endian) -> u32 {
+        match self {
+            Orig::Input => rd(rs.orig, site.r_offset, e),
+            Orig::Image(img) => rd(img, site.img_off, e),
+        }
+    }
+}
+
 /// Apply all relocations both ways. `image` and `elf` each hold the laid-out, unrelocated
 /// bytes (every site is inside them). `st` evolves exactly as vpe.c's file-static `gp_addr`/`mips_hi16_list`
 /// (the caller has already applied this load's `save_gp_address`).
@@ -383,27 +434,51 @@ pub(crate) fn apply(
         rels,
     } = *cx;
     let e = inp.eh.endian;
-    let has_gprel = rels
-        .iter()
-        .flat_map(|r| r.sites())
-        .any(|s| s.r_type() == R_MIPS_GPREL16);
+    let has_gprel = rels.iter().any(|r| r.has_gprel);
     if has_gprel && simp.gp_save.is_none() {
         warnings.push(Warning::new(format!(
             "R_MIPS_GPREL16 relocations but no _gp symbol: the legacy loader used gp_addr {:#010x} left by the previous load (0 after boot)",
             st.gp_addr
         )));
     }
-    // `image` and `elf` start as identical unrelocated bytes. The ELF pass reads the
-    // unrelocated bytes, so it runs first, into `elf`; the legacy pass then relocates `image`
-    // in place (two image-sized buffers instead of three). The ELF pass's warnings are kept
-    // apart and come after the legacy pass's, as always.
-    let mut elf_warnings = Vec::new();
-    let elf_fail = elf_pass(cx, &image, &mut elf, &mut elf_warnings);
+    // `image` and `elf` start as identical unrelocated bytes. The ELF pass reads unrelocated
+    // words and writes `elf`; the legacy pass relocates `image` in place (two image-sized
+    // buffers, not three). The ELF pass's warnings are kept apart and come after the legacy
+    // pass's, as always.
+    //
+    // Placed sections never overlap (each offset is the kernel's ALIGN(size, a) >= size), so a
+    // target section's unrelocated words are its bytes in the input: the ELF pass reads those,
+    // and on large inputs runs on a second thread while the legacy pass relocates `image`.
+    let entries: usize = rels.iter().map(|r| r.entries.len() / REL32_SIZE).sum();
+    let mut legacy = image;
+    let (elf_fail, elf_warnings, legacy_err) = if read_orig_from_image() {
+        let mut w = Vec::new();
+        let fails = elf_pass(cx, Orig::Image(&legacy), &mut elf, &mut w);
+        let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
+        (fails, w, legacy_err)
+    } else if entries >= PARALLEL_MIN_ENTRIES {
+        std::thread::scope(|sc| {
+            let elf_side = sc.spawn(|| {
+                let mut w = Vec::new();
+                let fails = elf_pass(cx, Orig::Input, &mut elf, &mut w);
+                (fails, w)
+            });
+            let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
+            let (fails, w) = elf_side
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (fails, w, legacy_err)
+        })
+    } else {
+        let mut w = Vec::new();
+        let fails = elf_pass(cx, Orig::Input, &mut elf, &mut w);
+        let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
+        (fails, w, legacy_err)
+    };
+    let mut elf_warnings = elf_warnings;
     debug_assert!(elf_fail
         .windows(2)
         .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
-    let mut legacy = image;
-    let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
     if legacy_err.is_none() {
         for p in st
             .hi16
@@ -615,7 +690,7 @@ fn legacy_pass(
 /// returns them as `(relsec, site, reason)`.
 fn elf_pass(
     cx: &Ctx,
-    orig: &[u8],
+    orig: Orig,
     buf: &mut [u8],
     warnings: &mut Vec<Warning>,
 ) -> Vec<(usize, usize, String)> {
@@ -670,9 +745,9 @@ fn elf_pass(
             };
             let result: std::result::Result<Option<u32>, String> = match r_type {
                 R_MIPS_NONE => Ok(None),
-                R_MIPS_32 => Ok(Some(s.wrapping_add(rd(orig, off, e)))),
+                R_MIPS_32 => Ok(Some(s.wrapping_add(orig.word(rs, site, e)))),
                 R_MIPS_26 => {
-                    let insn = rd(orig, off, e);
+                    let insn = orig.word(rs, site, e);
                     let a = (insn & 0x03ff_ffff) << 2;
                     // GNU ld (elfxx-mips.c): section symbols take A << 2 unsigned, others
                     // sign-extended from 28 bits; then + S. The ABI text's
@@ -698,14 +773,14 @@ fn elf_pass(
                     }
                 }
                 R_MIPS_HI16 => {
-                    let insn = rd(orig, off, e);
+                    let insn = orig.word(rs, site, e);
                     // GNU ld: the next LO16 against the same symbol in the same section.
                     let lo = partners
                         .get(si)
                         .filter(|&&k| k != NO_PARTNER)
                         .map(|&k| rs.site(k as usize));
                     let alo = match lo {
-                        Some(lo) => sext16(rd(orig, lo.img_off, e) & 0xffff),
+                        Some(lo) => sext16(orig.word(rs, &lo, e) & 0xffff),
                         None => {
                             warnings.push(Warning::new(format!(
                                 "MIPS ELF ABI: can't find matching LO16 reloc against `{}' for R_MIPS_HI16 at {:#x} in section `{}' (relocation #{} in {}); low half taken as 0",
@@ -723,12 +798,12 @@ fn elf_pass(
                     Ok(Some((insn & 0xffff_0000) | hi))
                 }
                 R_MIPS_LO16 => {
-                    let insn = rd(orig, off, e);
+                    let insn = orig.word(rs, site, e);
                     let lo = s.wrapping_add(sext16(insn & 0xffff)) & 0xffff;
                     Ok(Some((insn & 0xffff_0000) | lo))
                 }
                 R_MIPS_GPREL16 => {
-                    let insn = rd(orig, off, e);
+                    let insn = orig.word(rs, site, e);
                     match simp.elf_gp {
                         None => Err(format!(
                             "MIPS ELF ABI: {} needs _gp, which this object does not define (GNU ld would define it when linking)",
@@ -746,7 +821,7 @@ fn elf_pass(
                     }
                 }
                 R_MIPS_PC16 => {
-                    let insn = rd(orig, off, e);
+                    let insn = orig.word(rs, site, e);
                     let a = i64::from(sext16(insn & 0xffff) as i32) << 2;
                     let target = i64::from(s) + a;
                     let val = target - i64::from(p);
@@ -796,6 +871,8 @@ mod tests {
             target: 2,
             target_name: ".text".into(),
             entries: &entries,
+            orig: &[],
+            has_gprel: false,
             endian: Endian::Big,
             toff: 0,
             base: 0,
