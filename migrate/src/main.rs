@@ -4,7 +4,7 @@
 
 mod batch;
 mod cli;
-mod hugepages;
+mod memory;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use vpe::convert::{self, Conversion};
 use vpe::inspect;
 
 #[global_allocator]
-static ALLOC: hugepages::HugePageHint = hugepages::HugePageHint;
+static ALLOC: memory::HugePageHint = memory::HugePageHint;
 use vpe::rproc::{check, verify};
 
 /// The one error type of `vpe-migrate`.
@@ -49,6 +49,7 @@ enum CliError {
 }
 
 fn main() -> ExitCode {
+    memory::reuse_freed_memory();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
