@@ -15,6 +15,7 @@ pub mod image;
 pub mod inspect;
 pub mod lantiq;
 pub mod legacy;
+pub mod memory;
 pub mod remoteproc;
 pub mod rproc;
 pub mod synth;

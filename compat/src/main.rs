@@ -135,6 +135,7 @@ fn parse_u32(s: &str) -> Result<u32, String> {
 }
 
 fn main() {
+    vpe::memory::reuse_freed_memory();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -4,7 +4,6 @@
 
 mod batch;
 mod cli;
-mod memory;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,7 +17,7 @@ use vpe::convert::{self, Conversion};
 use vpe::inspect;
 
 #[global_allocator]
-static ALLOC: memory::HugePageHint = memory::HugePageHint;
+static ALLOC: vpe::memory::HugePageHint = vpe::memory::HugePageHint;
 use vpe::rproc::{check, verify};
 
 /// The one error type of `vpe-migrate`.
@@ -49,7 +48,7 @@ enum CliError {
 }
 
 fn main() -> ExitCode {
-    memory::reuse_freed_memory();
+    vpe::memory::reuse_freed_memory();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

@@ -1,23 +1,22 @@
-//! How `vpe-migrate` gets memory: two tunings of the system allocator for one-shot runs
-//! over large images. Neither changes a byte of output or the amount of memory asked for.
+//! How the binaries get memory: two opt-in tunings of the system allocator. Neither changes
+//! a byte of output or the amount of memory asked for.
 //!
 //! A conversion touches several image-sized buffers once each (the input, two relocated
 //! images, the firmware, the checker's loaded image). Fresh pages are what costs: on the
-//! reference VM a page fault is several microseconds, and a 1 MiB object took ~1 100 of them.
+//! reference VM (docs/PERFORMANCE.md) a 1 MiB object took ~1 100 page faults.
 //!
-//! * [`HugePageHint`]: `madvise(MADV_HUGEPAGE)` on the 2 MiB-aligned interior of every block
-//!   of 2 MiB or more, given before the block is first written when the allocator hands out
-//!   fresh memory: a 64 MiB input then costs ~100 faults instead of ~50 000 (~1.3× on the
-//!   whole run from 16 MiB up). Without THP in the kernel (or with it `never`) the call fails
-//!   and is ignored.
-//! * [`reuse_freed_memory`]: glibc gives blocks of 128 KiB+ their own `mmap` and returns them
-//!   to the kernel on `free`, so the next buffer faults in fresh pages again; raising the
-//!   thresholds keeps freed buffers (the relocated ELF image, the input) in the heap, where
-//!   the firmware and the checker's image reuse them. ~1.1–1.3× from 1 MiB up (1 MiB: ~1 140
-//!   faults → ~820).
-//!
-//! Only `vpe-migrate` does this: the daemon is long-lived, its loads are small, and on a board
-//! it should neither hold freed memory nor trigger compaction for huge pages.
+//! * [`reuse_freed_memory`] (`vpe-migrate` and `vpe-compat`): glibc gives blocks of 128 KiB+
+//!   their own `mmap` and returns them to the kernel on `free`, so the next buffer faults in
+//!   fresh pages again; raising the thresholds keeps freed buffers (the relocated ELF image,
+//!   the input) in the heap, where the firmware and the checker's image reuse them (1 MiB
+//!   object: ~1 140 faults → ~810). The daemon then holds on to at most the peak of one load,
+//!   which `/dev/vpe1`'s size limit bounds, and reuses it for the next.
+//! * [`HugePageHint`] (`vpe-migrate` only): `madvise(MADV_HUGEPAGE)` on the 2 MiB-aligned
+//!   interior of every block of 2 MiB or more, given before the block is first written when
+//!   the allocator hands out fresh memory: a 64 MiB input then costs ~100 faults instead of
+//!   ~50 000 (~1.3× on the whole run from 16 MiB up). Without THP in the kernel (or with it
+//!   `never`) the call fails and is ignored. The daemon's loads are small, and on a board it
+//!   should not trigger memory compaction.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -52,7 +51,8 @@ fn advise(p: *mut u8, len: usize) {
 
 /// Keep freed blocks in the process for reuse: blocks up to 32 MiB (glibc's maximum) come
 /// from the heap instead of their own `mmap`, and the heap top is not trimmed. Call once,
-/// first thing in `main`. A no-op where the C library is not glibc.
+/// first thing in `main`, before other threads exist. A no-op where the C library is not
+/// glibc.
 pub fn reuse_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
