@@ -233,6 +233,8 @@ impl World {
             rollback: true,
             // This fake kernel predates the attribute (it reads as ENOENT): nothing written.
             recovery: Some(Recovery::Disabled),
+            bring_up: false,
+            bring_up_timeout: std::time::Duration::ZERO,
         }
     }
 

@@ -56,6 +56,10 @@ struct Args {
     /// had none; `enabled` lets the kernel reboot a crashed processor; `keep` leaves it.
     #[arg(long, value_enum, default_value = "disabled")]
     recovery: RecoveryPolicy,
+    /// If `--rproc mips-cpuN` is not registered yet, take CPU N offline and hand it to the MIPS
+    /// remoteproc driver (`/sys/devices/mips-rproc/cpus`) first (sysfs backend).
+    #[arg(long)]
+    bring_up: bool,
     /// Image size limit per open (vpe.c P_SIZE; 2097152 for CONFIG_MIPS_VPE_LOADER_TOM set-ups).
     #[arg(long, value_name = "BYTES", default_value_t = device::P_SIZE)]
     max_image: usize,
@@ -177,6 +181,7 @@ async fn run(args: Args) -> Result<(), String> {
                     RecoveryPolicy::Enabled => Some(Recovery::Enabled),
                     RecoveryPolicy::Keep => None,
                 },
+                bring_up: args.bring_up,
                 ..SysfsOptions::new(args.rproc.clone())
             };
             Box::new(Sysfs::open(opts).map_err(|e| format!("remoteproc {}: {e}", args.rproc))?)
@@ -426,6 +431,7 @@ mod tests {
             "0x80200000",
             "--errors-on-close",
             "--no-rollback",
+            "--bring-up",
             "--bind-dev",
             "/dev/vpe1",
         ])
@@ -436,7 +442,7 @@ mod tests {
             a.max_image, 2_097_152,
             "P_SIZE with CONFIG_MIPS_VPE_LOADER_TOM"
         );
-        assert!(a.errors_on_close && a.no_rollback);
+        assert!(a.errors_on_close && a.no_rollback && a.bring_up);
         assert_eq!(a.relocs, RelocSemantics::Legacy);
     }
 }

@@ -7,7 +7,8 @@
 //!   both; the write sequence is exactly stop / firmware=B / start (fails) / firmware=A / start;
 //! * with `--no-rollback` the processor stays offline with B configured, and `status` says so;
 //! * a failing `stop` is a clear error in `status` and changes no firmware.
-//! * the fake itself answers with the kernel's errnos (so the above rest on its rules).
+//! * the fake itself answers with the kernel's errnos (so the above rest on its rules);
+//! * `--bring-up` hands CPU 1 to the MIPS remoteproc driver before the instance exists.
 
 mod support;
 
@@ -467,4 +468,51 @@ fn the_recovery_policy_is_applied_at_start_up() {
         "{log}"
     );
     w.load_a();
+}
+
+/// `--bring-up` on a kernel with the MIPS remoteproc driver (spec §4.2, §6.3): `mips-cpu1`
+/// does not exist until CPU 1 is offline and listed in `devices/mips-rproc/cpus`. The daemon
+/// takes it offline, lists it, finds the instance the driver registers, and loads go there.
+/// Without `--bring-up` it refuses to start and says what to do, changing nothing.
+#[test]
+fn bring_up_hands_cpu1_to_the_mips_remoteproc_driver() {
+    if !can_mount() {
+        return;
+    }
+    let w = world_on(FakeSys::mount_mips, &["--bring-up"]);
+    assert_eq!(
+        w.startup_writes,
+        vec![
+            AttrWrite::ok("online", "0"),
+            AttrWrite::ok("cpus", "1"),
+            AttrWrite::ok("recovery", "disabled"),
+        ]
+    );
+    assert_eq!(w.sys.mips_cpus(), Some((false, vec![1])));
+    w.load_a();
+    drop(w);
+
+    let fw = tempfile::tempdir().unwrap();
+    let sys = FakeSys::mount_mips(RPROC, fw.path());
+    let mnt = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(BIN)
+        .arg("--mount")
+        .arg(mnt.path())
+        .args(["--backend", "sysfs", "--rproc", RPROC, "--sysfs-root"])
+        .arg(sys.root())
+        .arg("--firmware-dir")
+        .arg(fw.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no remoteproc instance named \"mips-cpu1\"")
+            && err.contains("pass --bring-up")
+            && err.contains("devices/system/cpu/cpu1/online"),
+        "{err}"
+    );
+    assert_eq!(sys.writes(), vec![], "nothing changed without --bring-up");
+    assert_eq!(sys.mips_cpus(), Some((true, vec![])));
+    assert!(!mounted(mnt.path()));
 }

@@ -20,6 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use sha2::{Digest, Sha256};
@@ -103,6 +104,11 @@ pub struct SysfsOptions {
     pub rollback: bool,
     /// What to write to the `recovery` attribute at start-up; `None` leaves it as it is.
     pub recovery: Option<Recovery>,
+    /// If no instance is named `mips-cpuN` yet, hand CPU N to the MIPS remoteproc driver
+    /// first ([`bring_up_mips_cpu`]).
+    pub bring_up: bool,
+    /// How long to wait for `mips-cpuN` to register after the bring-up.
+    pub bring_up_timeout: Duration,
 }
 
 /// remoteproc's crash-recovery policy (the `recovery` attribute, sysfs since ~5.10).
@@ -134,6 +140,8 @@ impl SysfsOptions {
             subdir: "vpe-compat".into(),
             rollback: true,
             recovery: Some(Recovery::Disabled),
+            bring_up: false,
+            bring_up_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -311,6 +319,186 @@ pub fn find_instance(sysfs_root: &Path, rproc_name: &str, io: &dyn AttrIo) -> Re
     }
 }
 
+/// N of an instance name `mips-cpuN` (the MIPS remoteproc driver's naming, `mips-cpu%u`).
+pub fn mips_cpu_number(rproc_name: &str) -> Option<u32> {
+    let n = rproc_name.strip_prefix("mips-cpu")?;
+    // `%u`: decimal digits only, no sign, no leading zeros (except "0" itself).
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0'))
+    {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// A CPU list as the kernel's `cpulist_parse` reads it (`1-3,5`; an empty or blank value is
+/// the empty set). `None` if it is not one.
+pub fn parse_cpulist(s: &str) -> Option<Vec<u32>> {
+    let s = s.trim();
+    let mut cpus = Vec::new();
+    if s.is_empty() {
+        return Some(cpus);
+    }
+    for part in s.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let a = part.parse::<u32>().ok()?;
+                (a, a)
+            }
+        };
+        if a > b || b - a > 4096 {
+            return None;
+        }
+        cpus.extend(a..=b);
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Some(cpus)
+}
+
+/// `cpus` as a CPU list, ranges folded (`1-3,5`), as the kernel prints it (`%*pbl`).
+pub fn format_cpulist(cpus: &[u32]) -> String {
+    let mut v = cpus.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// `<root>/devices/mips-rproc/cpus` (the MIPS remoteproc driver v4–v6; spec §4.2).
+fn mips_rproc_cpus(sysfs_root: &Path) -> PathBuf {
+    sysfs_root.join("devices/mips-rproc/cpus")
+}
+
+/// Hand CPU `cpu` to the MIPS remoteproc driver (spec `remoteproc.md` §4.2, §6.3 "Profile M
+/// bring-up"): take it offline through CPU hotplug (`devices/system/cpu/cpuN/online` ← `0`),
+/// then add it to `devices/mips-rproc/cpus`, keeping the CPUs already there. The driver then
+/// registers an instance named `mips-cpuN` (and tries to boot its default firmware
+/// `rproc-mips-cpuN-fw`, harmless if absent). Each step that is already done is skipped.
+pub fn bring_up_mips_cpu(sysfs_root: &Path, cpu: u32, io: &dyn AttrIo) -> Result<()> {
+    let cpus_path = mips_rproc_cpus(sysfs_root);
+    let mask = io.read(&cpus_path).map_err(|e| {
+        backend(
+            format!(
+                "cannot bring up CPU {cpu}: {} cannot be read ({e}); it belongs to the out-of-tree MIPS remoteproc driver (CONFIG_MIPS_REMOTEPROC), which this kernel does not seem to have",
+                cpus_path.display()
+            ),
+            io_errno(&e),
+        )
+    })?;
+    let mut cpus = parse_cpulist(&mask).ok_or_else(|| {
+        backend(
+            format!(
+                "{} reads {:?}, which is not a CPU list",
+                cpus_path.display(),
+                mask.trim_end()
+            ),
+            EINVAL,
+        )
+    })?;
+    let online = sysfs_root.join(format!("devices/system/cpu/cpu{cpu}/online"));
+    match io.read(&online) {
+        Ok(v) if v.trim() == "0" => info!("CPU {cpu} is already offline"),
+        Ok(_) => {
+            info!("taking CPU {cpu} offline ({})", online.display());
+            io.write(&online, "0").map_err(|e| {
+                let errno = io_errno(&e);
+                let why = match errno {
+                    EBUSY => "the kernel refused (EBUSY: it is the last online CPU, or its core holds a VPE another driver has taken)",
+                    EPERM | EACCES => "the daemon lacks privilege",
+                    _ => "see dmesg",
+                };
+                backend(
+                    format!("cannot take CPU {cpu} offline: writing 0 to {}: {e}; {why}", online.display()),
+                    errno,
+                )
+            })?;
+        }
+        Err(e) => {
+            return Err(backend(
+                format!(
+                    "cannot take CPU {cpu} offline: {} cannot be read ({e}); the CPU does not exist or cannot be hot-unplugged",
+                    online.display()
+                ),
+                io_errno(&e),
+            ))
+        }
+    }
+    if cpus.contains(&cpu) {
+        info!("CPU {cpu} is already in {}", cpus_path.display());
+    } else {
+        cpus.push(cpu);
+        let value = format_cpulist(&cpus);
+        info!("writing {value} to {}", cpus_path.display());
+        io.write(&cpus_path, &value).map_err(|e| {
+            backend(
+                format!(
+                    "handing CPU {cpu} to the MIPS remoteproc driver: writing {value} to {}: {e}; see dmesg",
+                    cpus_path.display()
+                ),
+                io_errno(&e),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Poll for the instance after a bring-up: the driver registers it from a CPU hotplug
+/// callback and boots it asynchronously.
+fn wait_for_instance(opts: &SysfsOptions, io: &dyn AttrIo) -> Result<PathBuf> {
+    let deadline = Instant::now() + opts.bring_up_timeout;
+    loop {
+        match find_instance(&opts.sysfs_root, &opts.rproc_name, io) {
+            Ok(dev) => return Ok(dev),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(backend(
+                    format!(
+                        "CPU handed to the MIPS remoteproc driver, but after {} ms: {e}",
+                        opts.bring_up_timeout.as_millis()
+                    ),
+                    ENODEV,
+                ))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// A missing `mips-cpuN` on a kernel with the MIPS remoteproc driver: say how to get it.
+fn with_bring_up_hint(e: Error, opts: &SysfsOptions, io: &dyn AttrIo) -> Error {
+    let (Some(cpu), Error::Backend { message, errno }) = (mips_cpu_number(&opts.rproc_name), &e)
+    else {
+        return e;
+    };
+    if *errno != ENODEV || io.read(&mips_rproc_cpus(&opts.sysfs_root)).is_err() {
+        return e;
+    }
+    backend(
+        format!(
+            "{message}. The MIPS remoteproc driver registers mips-cpu{cpu} only for an offline CPU listed in {}: pass --bring-up, or run: echo 0 > {}; echo {cpu} > {} (keeping the CPUs already listed)",
+            mips_rproc_cpus(&opts.sysfs_root).display(),
+            opts.sysfs_root
+                .join(format!("devices/system/cpu/cpu{cpu}/online"))
+                .display(),
+            mips_rproc_cpus(&opts.sysfs_root).display()
+        ),
+        *errno,
+    )
+}
+
 /// What an errno means for a given attribute write (remoteproc_sysfs.c, remoteproc_core.c).
 fn explain(attr: &str, value: &str, errno: i32, fw: Option<&str>) -> String {
     let word = value.trim_end_matches('\n');
@@ -356,7 +544,24 @@ impl Sysfs {
     /// As [`Sysfs::open`] with another attribute I/O (tests: a fake kernel).
     pub fn open_with_io(opts: SysfsOptions, io: Box<dyn AttrIo>) -> Result<Sysfs> {
         check_subdir(&opts.subdir)?;
-        let dev = find_instance(&opts.sysfs_root, &opts.rproc_name, io.as_ref())?;
+        let dev = match find_instance(&opts.sysfs_root, &opts.rproc_name, io.as_ref()) {
+            Ok(dev) => dev,
+            Err(e) if opts.bring_up => {
+                let cpu = mips_cpu_number(&opts.rproc_name).ok_or_else(|| {
+                    backend(
+                        format!(
+                            "--bring-up hands CPU N to the MIPS remoteproc driver, which names its instance mips-cpuN; \"{}\" is not such a name",
+                            opts.rproc_name
+                        ),
+                        EINVAL,
+                    )
+                })?;
+                info!("{e}; bringing up CPU {cpu} for the MIPS remoteproc driver");
+                bring_up_mips_cpu(&opts.sysfs_root, cpu, io.as_ref())?;
+                wait_for_instance(&opts, io.as_ref())?
+            }
+            Err(e) => return Err(with_bring_up_hint(e, &opts, io.as_ref())),
+        };
         let mut s = Sysfs {
             opts,
             dev,

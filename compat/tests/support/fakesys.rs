@@ -11,6 +11,9 @@
 //! * `recovery` (sysfs since ~5.10) reads `enabled`/`disabled`, takes those and `recover`, else
 //!   EINVAL; [`FakeSys::mount_with`] can leave it out, as an older kernel does;
 //! * `name` is read-only (an open for write is EACCES, as kernfs does for root too);
+//! * [`FakeSys::mount_mips`] plays the MIPS remoteproc driver (spec §4.2) instead: CPU 1 has
+//!   `devices/system/cpu/cpu1/online`, the driver `devices/mips-rproc/cpus` (a CPU list), and
+//!   `remoteproc0` (`mips-cpu1`) exists only while CPU 1 is offline and listed;
 //! * `start` boots the file `firmware` names in the firmware directory: a `..` component or an
 //!   empty name is EINVAL, a missing file ENOENT, an image remoteproc would refuse
 //!   (`vpe::rproc::check`) that check's errno; on failure the state stays `offline`.
@@ -51,9 +54,16 @@ const NAME: u64 = 5;
 const STATE: u64 = 6;
 const FIRMWARE: u64 = 7;
 const RECOVERY: u64 = 8;
+const DEVICES: u64 = 9;
+const MIPS_RPROC: u64 = 10;
+const CPUS: u64 = 11;
+const SYSTEM: u64 = 12;
+const CPU: u64 = 13;
+const CPU1: u64 = 14;
+const ONLINE: u64 = 15;
 
 /// (inode, parent, name, is a directory)
-const NODES: [(u64, u64, &str, bool); 8] = [
+const NODES: [(u64, u64, &str, bool); 15] = [
     (ROOT, ROOT, "", true),
     (CLASS, ROOT, "class", true),
     (REMOTEPROC, CLASS, "remoteproc", true),
@@ -62,6 +72,13 @@ const NODES: [(u64, u64, &str, bool); 8] = [
     (STATE, DEV, "state", false),
     (FIRMWARE, DEV, "firmware", false),
     (RECOVERY, DEV, "recovery", false),
+    (DEVICES, ROOT, "devices", true),
+    (MIPS_RPROC, DEVICES, "mips-rproc", true),
+    (CPUS, MIPS_RPROC, "cpus", false),
+    (SYSTEM, DEVICES, "system", true),
+    (CPU, SYSTEM, "cpu", true),
+    (CPU1, CPU, "cpu1", true),
+    (ONLINE, CPU1, "online", false),
 ];
 
 /// The attribute writes a fault can hit.
@@ -142,9 +159,26 @@ struct Kernel {
     writes: Vec<AttrWrite>,
     /// Firmware names `start` booted successfully, in order.
     boots: Vec<String>,
+    /// The MIPS remoteproc driver, if this kernel plays it.
+    mips: Option<MipsDriver>,
+}
+
+/// CPU 1's hotplug state and the driver's CPU list.
+#[derive(Debug, Default)]
+struct MipsDriver {
+    cpu1_online: bool,
+    cpus: Vec<u32>,
 }
 
 impl Kernel {
+    /// `remoteproc0` exists: always without the MIPS driver; with it, while CPU 1 is offline
+    /// and listed (the driver registers and deletes it from CPU hotplug callbacks).
+    fn registered(&self) -> bool {
+        self.mips
+            .as_ref()
+            .is_none_or(|m| !m.cpu1_online && m.cpus.contains(&1))
+    }
+
     fn read(&self, ino: u64) -> String {
         match ino {
             NAME => format!("{}\n", self.rproc_name),
@@ -153,6 +187,16 @@ impl Kernel {
             RECOVERY => match self.recovery {
                 Some(true) => "enabled\n".into(),
                 _ => "disabled\n".into(),
+            },
+            CPUS => format!(
+                "{}\n",
+                vpe::remoteproc::sysfs::format_cpulist(
+                    self.mips.as_ref().map_or(&[][..], |m| &m.cpus)
+                )
+            ),
+            ONLINE => match &self.mips {
+                Some(m) if m.cpu1_online => "1\n".into(),
+                _ => "0\n".into(),
             },
             _ => String::new(),
         }
@@ -241,13 +285,37 @@ impl Kernel {
                 "recover" => Ok(()),
                 _ => Err(libc::EINVAL),
             },
+            // cpu_subsys online store (kstrtobool); onlining CPU 1 deletes its rproc.
+            ONLINE => {
+                let m = self.mips.as_mut().ok_or(libc::ENOENT)?;
+                match value.trim_end() {
+                    "0" => m.cpu1_online = false,
+                    "1" => m.cpu1_online = true,
+                    _ => return Err(libc::EINVAL),
+                }
+                if !self.registered() {
+                    self.state = RprocState::Offline;
+                }
+                Ok(())
+            }
+            // The driver's cpus store: cpulist_parse.
+            CPUS => {
+                let m = self.mips.as_mut().ok_or(libc::ENOENT)?;
+                m.cpus = vpe::remoteproc::sysfs::parse_cpulist(value).ok_or(libc::EINVAL)?;
+                Ok(())
+            }
             _ => Err(libc::EACCES),
         }
     }
 
     /// Whether node `ino` exists on this kernel.
     fn has(&self, ino: u64) -> bool {
-        ino != RECOVERY || self.recovery.is_some()
+        match ino {
+            DEV | NAME | STATE | FIRMWARE => self.registered(),
+            RECOVERY => self.registered() && self.recovery.is_some(),
+            DEVICES | MIPS_RPROC | CPUS | SYSTEM | CPU | CPU1 | ONLINE => self.mips.is_some(),
+            _ => true,
+        }
     }
 }
 
@@ -547,6 +615,26 @@ impl FakeSys {
     /// [`FakeSys::mount`]; `recovery_attr` false plays a kernel before 5.10 (no `recovery`
     /// attribute). With it, recovery starts `enabled`, the kernel's default.
     pub fn mount_with(rproc_name: &str, firmware_dir: &Path, recovery_attr: bool) -> FakeSys {
+        FakeSys::mount_kernel(rproc_name, firmware_dir, recovery_attr, None)
+    }
+
+    /// A kernel with the MIPS remoteproc driver and CPU 1 online and not listed: no
+    /// remoteproc instance until CPU 1 is taken offline and written to `cpus`; it is then
+    /// `remoteproc0`, named `rproc_name` (the driver's `mips-cpu1`).
+    pub fn mount_mips(rproc_name: &str, firmware_dir: &Path) -> FakeSys {
+        let driver = MipsDriver {
+            cpu1_online: true,
+            cpus: Vec::new(),
+        };
+        FakeSys::mount_kernel(rproc_name, firmware_dir, true, Some(driver))
+    }
+
+    fn mount_kernel(
+        rproc_name: &str,
+        firmware_dir: &Path,
+        recovery_attr: bool,
+        mips: Option<MipsDriver>,
+    ) -> FakeSys {
         let dir = tempfile::tempdir().expect("fakesys: temp dir");
         let mnt = dir.path().join("sys");
         std::fs::create_dir(&mnt).expect("fakesys: mount point");
@@ -559,6 +647,7 @@ impl FakeSys {
             faults: Vec::new(),
             writes: Vec::new(),
             boots: Vec::new(),
+            mips,
         }));
         let fs = FakeSysFs {
             kernel: kernel.clone(),
@@ -634,6 +723,12 @@ impl FakeSys {
 
     pub fn clear_faults(&self) {
         lock(&self.kernel).faults.clear();
+    }
+
+    /// [`FakeSys::mount_mips`]: whether CPU 1 is online, and the driver's CPU list.
+    pub fn mips_cpus(&self) -> Option<(bool, Vec<u32>)> {
+        let k = lock(&self.kernel);
+        k.mips.as_ref().map(|m| (m.cpu1_online, m.cpus.clone()))
     }
 }
 
