@@ -380,7 +380,7 @@ fn no_handler(t: u8) -> String {
 }
 
 /// Below this many entries a second thread costs about what it saves.
-const PARALLEL_MIN_ENTRIES: usize = 2 * 1024;
+const PARALLEL_MIN_ENTRIES: usize = 16 * 1024;
 
 #[cfg(test)]
 thread_local! {
