@@ -74,6 +74,14 @@ impl Kernel {
         self.lock().writes.clone()
     }
 
+    /// `cpu` offline and listed before the test starts (its instance is the test's business).
+    fn already_handed_over(&self, cpu: u32) {
+        let mut st = self.lock();
+        st.online.insert(cpu, false);
+        st.mask.get_or_insert_with(BTreeSet::new).insert(cpu);
+        st.registered.insert(cpu);
+    }
+
     /// `class/remoteproc/remoteprocK` named `mips-cpu<cpu>`, offline (its default firmware
     /// `rproc-mips-cpuN-fw` is absent, so the auto-boot failed).
     fn register(root: &Path, cpu: u32, k: usize) {
@@ -222,6 +230,15 @@ fn w(path: &str, value: &str) -> (String, String) {
     (path.to_string(), value.to_string())
 }
 
+/// `mips-cpu1` opens with `--bring-up` and the only write is the start-up recovery policy.
+fn opens_without_bring_up_writes(world: &World) {
+    world.open("mips-cpu1", true).unwrap();
+    assert_eq!(
+        world.kernel.writes(),
+        vec![w("class/remoteproc/remoteproc0/recovery", "disabled")]
+    );
+}
+
 #[test]
 fn bring_up_takes_the_cpu_offline_then_lists_it_for_the_driver() {
     let world = World::new(4, true);
@@ -244,12 +261,7 @@ fn bring_up_takes_the_cpu_offline_then_lists_it_for_the_driver() {
 #[test]
 fn bring_up_keeps_the_cpus_already_listed() {
     let world = World::new(4, true);
-    {
-        let mut st = world.kernel.lock();
-        st.online.insert(3, false);
-        st.mask = Some([3].into_iter().collect());
-        st.registered.insert(3);
-    }
+    world.kernel.already_handed_over(3);
     Kernel::register(&world.root, 3, 0);
     let s = world.open("mips-cpu2", true).unwrap();
     assert!(s.device_dir().ends_with("class/remoteproc/remoteproc1"));
@@ -263,22 +275,13 @@ fn steps_already_done_are_skipped() {
     // CPU 1 offline and listed, but its instance only appears a little later (the driver
     // registers from a hotplug callback): no write, and the open waits for it.
     let world = World::new(2, true);
-    {
-        let mut st = world.kernel.lock();
-        st.online.insert(1, false);
-        st.mask = Some([1].into_iter().collect());
-        st.registered.insert(1);
-    }
+    world.kernel.already_handed_over(1);
     let root = world.root.clone();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         Kernel::register(&root, 1, 0);
     });
-    world.open("mips-cpu1", true).unwrap();
-    assert_eq!(
-        world.kernel.writes(),
-        vec![w("class/remoteproc/remoteproc0/recovery", "disabled")]
-    );
+    opens_without_bring_up_writes(&world);
 }
 
 #[test]
@@ -369,11 +372,7 @@ fn without_bring_up_the_error_says_how() {
 fn a_registered_instance_needs_no_bring_up() {
     let world = World::new(2, true);
     Kernel::register(&world.root, 1, 0);
-    world.open("mips-cpu1", true).unwrap();
-    assert_eq!(
-        world.kernel.writes(),
-        vec![w("class/remoteproc/remoteproc0/recovery", "disabled")]
-    );
+    opens_without_bring_up_writes(&world);
 }
 
 #[test]
