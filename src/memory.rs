@@ -26,6 +26,7 @@ const HUGE: usize = 2 << 20;
 /// Smaller blocks cannot hold an aligned huge page.
 const THRESHOLD: usize = HUGE;
 
+/// The system allocator, plus the huge-page hint for blocks of 2 MiB or more (module doc).
 pub struct HugePageHint;
 
 /// The 2 MiB-aligned part of the block `[p, p + len)` worth hinting, if any.

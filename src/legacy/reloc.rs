@@ -451,31 +451,31 @@ pub(crate) fn apply(
     // and on large inputs runs on a second thread while the legacy pass relocates `image`.
     let entries: usize = rels.iter().map(|r| r.entries.len() / REL32_SIZE).sum();
     let mut legacy = image;
-    let (elf_fail, elf_warnings, legacy_err) = if read_orig_from_image() {
-        let mut w = Vec::new();
-        let fails = elf_pass(cx, Orig::Image(&legacy), &mut elf, &mut w);
-        let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
-        (fails, w, legacy_err)
-    } else if entries >= PARALLEL_MIN_ENTRIES {
-        std::thread::scope(|sc| {
-            let elf_side = sc.spawn(|| {
-                let mut w = Vec::new();
-                let fails = elf_pass(cx, Orig::Input, &mut elf, &mut w);
-                (fails, w)
-            });
+    let (elf_fail, mut elf_warnings, legacy_err) =
+        if entries >= PARALLEL_MIN_ENTRIES && !read_orig_from_image() {
+            std::thread::scope(|sc| {
+                let elf_side = sc.spawn(|| {
+                    let mut w = Vec::new();
+                    let fails = elf_pass(cx, Orig::Input, &mut elf, &mut w);
+                    (fails, w)
+                });
+                let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
+                let (fails, w) = elf_side
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (fails, w, legacy_err)
+            })
+        } else {
+            let orig = if read_orig_from_image() {
+                Orig::Image(&legacy)
+            } else {
+                Orig::Input
+            };
+            let mut w = Vec::new();
+            let fails = elf_pass(cx, orig, &mut elf, &mut w);
             let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
-            let (fails, w) = elf_side
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
             (fails, w, legacy_err)
-        })
-    } else {
-        let mut w = Vec::new();
-        let fails = elf_pass(cx, Orig::Input, &mut elf, &mut w);
-        let legacy_err = legacy_pass(cx, &mut legacy, base, st, warnings).err();
-        (fails, w, legacy_err)
-    };
-    let mut elf_warnings = elf_warnings;
+        };
     debug_assert!(elf_fail
         .windows(2)
         .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
