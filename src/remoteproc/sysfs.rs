@@ -346,6 +346,7 @@ pub fn parse_cpulist(s: &str) -> Option<Vec<u32>> {
                 (a, a)
             }
         };
+        // A range wider than any NR_CPUS is not a CPU list the kernel printed.
         if a > b || b - a > 4096 {
             return None;
         }
