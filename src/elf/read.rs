@@ -313,6 +313,12 @@ impl<'a> Reader<'a> {
 /// section name can never split an error into several lines, forge a `status` line or send
 /// terminal escapes. Names the tools look for (`__start`, `.resource_table`, ...) have none.
 pub fn printable_name(bytes: &[u8]) -> String {
+    // Nearly every name is printable ASCII: one pass over the bytes, no UTF-8 decoding.
+    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return s.to_owned();
+        }
+    }
     let s = String::from_utf8_lossy(bytes);
     if !s.chars().any(char::is_control) {
         return s.into_owned();
@@ -328,4 +334,22 @@ pub fn printable_name(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable_name;
+
+    #[test]
+    fn names_are_printable_on_one_line() {
+        assert_eq!(printable_name(b"__start"), "__start");
+        assert_eq!(printable_name(b""), "");
+        assert_eq!(printable_name(b"a\nb"), "a\\x0ab");
+        assert_eq!(printable_name(b"\x1b[2J"), "\\x1b[2J");
+        assert_eq!(printable_name(b"del\x7f"), "del\\x7f");
+        // Invalid UTF-8 becomes U+FFFD; C1 controls are escaped too.
+        assert_eq!(printable_name(b"x\xffy"), "x\u{fffd}y");
+        assert_eq!(printable_name("next\u{85}line".as_bytes()), "next\\x85line");
+        assert_eq!(printable_name("café".as_bytes()), "café");
+    }
 }
