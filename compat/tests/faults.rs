@@ -254,14 +254,7 @@ fn planted_symlinks_in_the_firmware_directory_redirect_nothing() {
     let elsewhere = t.sys.parent().unwrap().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &sub).unwrap();
-    let o = std::process::Command::new(BIN)
-        .arg("--mount")
-        .arg(t.sys.parent().unwrap())
-        .args(&args)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = start_refused(t.sys.parent().unwrap(), &args);
     assert!(
         err.contains("is a symlink; refusing to install firmware through it"),
         "{err}"

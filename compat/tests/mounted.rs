@@ -520,17 +520,21 @@ fn a_missing_remoteproc_fails_cleanly_without_a_mount() {
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     std::fs::create_dir_all(dir.path().join("sys/class/remoteproc")).unwrap();
-    let o = Command::new(BIN)
-        .arg("--mount")
-        .arg(&mnt)
-        .args(["--backend", "sysfs", "--rproc", "mips-cpu1", "--sysfs-root"])
-        .arg(dir.path().join("sys"))
-        .arg("--firmware-dir")
-        .arg(dir.path().join("fw"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
-    let err = String::from_utf8_lossy(&o.stderr);
+    let sys = dir.path().join("sys");
+    let fw = dir.path().join("fw");
+    let err = start_refused(
+        &mnt,
+        [
+            "--backend".as_ref(),
+            "sysfs".as_ref(),
+            "--rproc".as_ref(),
+            "mips-cpu1".as_ref(),
+            "--sysfs-root".as_ref(),
+            sys.as_os_str(),
+            "--firmware-dir".as_ref(),
+            fw.as_os_str(),
+        ],
+    );
     assert!(err.contains("mips-cpu1"), "{err}");
     assert!(!mounted(&mnt));
 }

@@ -495,17 +495,19 @@ fn bring_up_hands_cpu1_to_the_mips_remoteproc_driver() {
     let fw = tempfile::tempdir().unwrap();
     let sys = FakeSys::mount_mips(RPROC, fw.path());
     let mnt = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(BIN)
-        .arg("--mount")
-        .arg(mnt.path())
-        .args(["--backend", "sysfs", "--rproc", RPROC, "--sysfs-root"])
-        .arg(sys.root())
-        .arg("--firmware-dir")
-        .arg(fw.path())
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = start_refused(
+        mnt.path(),
+        [
+            "--backend".as_ref(),
+            "sysfs".as_ref(),
+            "--rproc".as_ref(),
+            RPROC.as_ref(),
+            "--sysfs-root".as_ref(),
+            sys.root().as_os_str(),
+            "--firmware-dir".as_ref(),
+            fw.path().as_os_str(),
+        ],
+    );
     assert!(
         err.contains("no remoteproc instance named \"mips-cpu1\"")
             && err.contains("pass --bring-up")

@@ -150,22 +150,6 @@ impl Sym {
     }
 }
 
-/// An ELF32 REL entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rel {
-    pub r_offset: u32,
-    pub r_info: u32,
-}
-
-impl Rel {
-    pub fn sym(&self) -> u32 {
-        self.r_info >> 8
-    }
-    pub fn typ(&self) -> u8 {
-        (self.r_info & 0xff) as u8
-    }
-}
-
 /// Bounds-checked reader bound to one file and its byte order.
 #[derive(Clone, Copy)]
 pub struct Reader<'a> {
@@ -245,16 +229,6 @@ impl<'a> Reader<'a> {
             st_info: b[12],
             st_other: b[13],
             st_shndx: self.endian.read_u16([b[14], b[15]]),
-        })
-    }
-
-    /// REL entry `i` of a relocation section whose contents start at `off` (8-byte stride).
-    pub fn rel(&self, off: u32, i: usize) -> Result<Rel> {
-        let base = u64::from(off) + (i as u64) * REL32_SIZE as u64;
-        let b: [u8; REL32_SIZE] = self.array(base, || format!("relocation #{i}"))?;
-        Ok(Rel {
-            r_offset: self.endian.read_u32([b[0], b[1], b[2], b[3]]),
-            r_info: self.endian.read_u32([b[4], b[5], b[6], b[7]]),
         })
     }
 

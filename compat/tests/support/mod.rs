@@ -47,6 +47,23 @@ pub fn mounted(p: &Path) -> bool {
     mounts.lines().any(|l| l.split(' ').nth(1) == Some(&*p))
 }
 
+/// Run the daemon on `mnt` with `args`, expecting it to refuse to start (exit status 1).
+/// Returns what it printed on stderr.
+pub fn start_refused<I, S>(mnt: &Path, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let o = Command::new(BIN)
+        .arg("--mount")
+        .arg(mnt)
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 pub struct Daemon {
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
