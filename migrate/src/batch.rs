@@ -272,7 +272,7 @@ pub fn run(args: &BatchArgs, opts: &convert::Options) -> Result<Report, CliError
         } else {
             report.to_markdown()
         };
-        crate::write_atomic(path, text.as_bytes(), None)?;
+        crate::files::write_atomic(path, text.as_bytes(), None)?;
     }
     eprintln!("{}", report.summary());
     Ok(report)
@@ -345,7 +345,7 @@ fn process(path: &Path, inputs: &[PathBuf], out_dir: &Path, opts: &convert::Opti
     let out = out_dir.join(&out_name);
     if inputs
         .iter()
-        .any(|i| i == &out || crate::same_file(i, &out))
+        .any(|i| i == &out || crate::files::same_file(i, &out))
     {
         e.error = Some(format!(
             "the output {} would overwrite an input; use another OUT_DIR",
@@ -357,7 +357,7 @@ fn process(path: &Path, inputs: &[PathBuf], out_dir: &Path, opts: &convert::Opti
         Ok(conv) => {
             e.warnings = conv.warnings();
             e.decisions = decisions_for(&conv, opts);
-            if let Err(err) = crate::write_atomic(&out, &conv.firmware, Some(path)) {
+            if let Err(err) = crate::files::write_atomic(&out, &conv.firmware, Some(path)) {
                 e.error = Some(err.to_string());
                 return e;
             }

@@ -4,8 +4,8 @@
 
 mod batch;
 mod cli;
+mod files;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,6 +13,7 @@ use clap::{CommandFactory, FromArgMatches};
 use thiserror::Error;
 
 use cli::{Cli, Cmd, ConvertArgs};
+use files::write_atomic;
 use vpe::convert::{self, Conversion};
 use vpe::inspect;
 
@@ -37,6 +38,26 @@ enum CliError {
     },
     #[error("refusing to overwrite the input {path} with the output")]
     OutputIsInput { path: PathBuf },
+    #[error("cannot write {path}: it is a directory; give the name of the file to write (e.g. DIR/NAME.fw)")]
+    OutputIsDir { path: PathBuf },
+    #[error("refusing to write {path}: it is a symbolic link (to {target}); give the path it points to, or remove the link")]
+    OutputIsSymlink { path: PathBuf, target: PathBuf },
+    #[error("refusing to replace {path}: it is {kind}, not a regular file")]
+    OutputNotRegular { path: PathBuf, kind: &'static str },
+    #[error("cannot write {path}: its directory {dir} {why}")]
+    OutputNoDir {
+        path: PathBuf,
+        dir: PathBuf,
+        why: String,
+    },
+    #[error("{path} is {kind}, not a directory")]
+    NotADirectory { path: PathBuf, kind: &'static str },
+    /// A failure after warnings were found: the error comes first, the warnings follow.
+    #[error("{error}\n{warnings}")]
+    AfterWarnings {
+        error: Box<CliError>,
+        warnings: String,
+    },
     #[error("not every image converted: {summary}")]
     BatchIncomplete { summary: String },
     #[error("{path}: not equivalent to {old}: {summary}")]
@@ -186,10 +207,18 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Some(Cmd::Man { dir }) => {
             let cmd = Cli::command();
-            std::fs::create_dir_all(&dir).map_err(|source| CliError::Write {
-                path: dir.clone(),
-                source,
-            })?;
+            match std::fs::metadata(&dir) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(CliError::NotADirectory {
+                        path: dir,
+                        kind: files::kind(m.file_type()),
+                    })
+                }
+                _ => std::fs::create_dir_all(&dir).map_err(|source| CliError::Write {
+                    path: dir.clone(),
+                    source,
+                })?,
+            }
             let path = dir.join("vpe-migrate.1");
             let mut buf = Vec::new();
             clap_mangen::Man::new(cmd)
@@ -217,10 +246,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 seed,
             };
             let (bytes, st) = vpe::synth::generate_with_stats(&opts);
-            std::fs::write(&out, &bytes).map_err(|source| CliError::Write {
-                path: out.clone(),
-                source,
-            })?;
+            write_atomic(&out, &bytes, None)?;
             println!(
                 "{}: {} bytes, {} sections, {} symbols, {} relocations",
                 out.display(),
@@ -284,18 +310,36 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
 }
 
 fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
+    let opts = args.options()?;
+    // What is at NEW is refused before anything is read or converted.
+    if files::same_file(&args.old, &args.new) {
+        return Err(CliError::OutputIsInput {
+            path: args.new.clone(),
+        });
+    }
+    files::check_output(&args.new)?;
     let bytes = read(&args.old)?;
-    let conv: Conversion = convert::convert_owned(bytes, &args.options()?)?;
+    let conv: Conversion = convert::convert_owned(bytes, &opts)?;
+    let mut warnings = String::new();
     for w in conv.warnings() {
         for (i, line) in w.lines().enumerate() {
-            if i == 0 {
-                eprintln!("warning: {line}");
-            } else {
-                eprintln!("         {line}");
-            }
+            warnings.push_str(if i == 0 { "warning: " } else { "         " });
+            warnings.push_str(line);
+            warnings.push('\n');
         }
     }
-    write_atomic(&args.new, &conv.firmware, Some(&args.old))?;
+    if let Err(error) = write_atomic(&args.new, &conv.firmware, Some(&args.old)) {
+        // `error:` stays the first line of stderr.
+        return Err(if warnings.is_empty() {
+            error
+        } else {
+            CliError::AfterWarnings {
+                error: Box::new(error),
+                warnings: warnings.trim_end().to_owned(),
+            }
+        });
+    }
+    eprint!("{warnings}");
     if args.json {
         let v = serde_json::json!({
             "output": args.new,
@@ -329,51 +373,4 @@ fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
-}
-
-/// Write `data` to `path` via a temporary file in the same directory, fsync, rename. Never
-/// replaces `input` (same file by identity, not just by name).
-pub(crate) fn write_atomic(path: &Path, data: &[u8], input: Option<&Path>) -> Result<(), CliError> {
-    if let Some(input) = input {
-        if same_file(input, path) {
-            return Err(CliError::OutputIsInput {
-                path: path.to_owned(),
-            });
-        }
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let werr = |source| CliError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".vpe-migrate.")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(werr)?;
-    tmp.write_all(data).map_err(werr)?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(werr)?;
-    }
-    tmp.as_file().sync_all().map_err(werr)?;
-    tmp.persist(path).map_err(|e| werr(e.error))?;
-    // Make the rename itself durable.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
 }

@@ -1,0 +1,170 @@
+//! The files `vpe-migrate` reads and writes. Inputs: regular files only, opened without
+//! blocking and read up to [`MAX_INPUT`]. Outputs: regular files only, replaced atomically
+//! (temp file in the same directory, fsync, rename), never through a symbolic link and never
+//! over a device, FIFO, socket or directory.
+
+use std::ffi::OsString;
+use std::fs::{File, FileType, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::CliError;
+
+/// Mode of a new output (the previous default; a replaced file keeps its own).
+const NEW_MODE: u32 = 0o644;
+
+/// "a character device", "a FIFO (named pipe)", ...: what a non-regular file is, for messages.
+pub fn kind(t: FileType) -> &'static str {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The directory an output goes into (`.` for a bare name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Check what is at an output path now, before anything is converted or written. `Ok(None)`:
+/// nothing (a new file); `Ok(Some(mode))`: a regular file, whose permission bits the new
+/// file keeps. A directory, a symbolic link, a device, a FIFO or a socket is refused, as is
+/// a path ending in `/` or one whose directory does not exist.
+pub fn check_output(path: &Path) -> Result<Option<u32>, CliError> {
+    let p = path.to_owned();
+    if path.as_os_str().as_bytes().ends_with(b"/") || path.file_name().is_none() {
+        return Err(CliError::OutputIsDir { path: p });
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Ok(Some(m.mode() & 0o777)),
+        Ok(m) if m.is_dir() => Err(CliError::OutputIsDir { path: p }),
+        Ok(m) if m.file_type().is_symlink() => Err(CliError::OutputIsSymlink {
+            target: std::fs::read_link(path).unwrap_or_default(),
+            path: p,
+        }),
+        Ok(m) => Err(CliError::OutputNotRegular {
+            path: p,
+            kind: kind(m.file_type()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = parent_dir(path);
+            match std::fs::metadata(&dir) {
+                Ok(m) if m.is_dir() => Ok(None),
+                Ok(m) => Err(CliError::OutputNoDir {
+                    path: p,
+                    dir,
+                    why: format!("is {}, not a directory", kind(m.file_type())),
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::OutputNoDir {
+                    path: p,
+                    dir,
+                    why: "does not exist".into(),
+                }),
+                Err(source) => Err(CliError::Write { path: p, source }),
+            }
+        }
+        Err(source) => Err(CliError::Write { path: p, source }),
+    }
+}
+
+/// A temp file removed on drop unless renamed into place.
+struct Temp {
+    path: PathBuf,
+    done: bool,
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Create a fresh temp file in `dir` (`O_EXCL|O_NOFOLLOW`, never an existing name).
+fn create_temp(dir: &Path) -> std::io::Result<(File, Temp)> {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let mut name = OsString::from(".vpe-migrate.");
+        name.push(format!(
+            "{}.{}.tmp",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let path = dir.join(name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(f) => return Ok((f, Temp { path, done: false })),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Write `data` to `path` via a temporary file in the same directory, fsync, rename. Never
+/// replaces `input` (same file by identity, not just by name), and only ever replaces a
+/// regular file ([`check_output`]), keeping its permission bits. Messages name `path`, never
+/// the temp file.
+pub fn write_atomic(path: &Path, data: &[u8], input: Option<&Path>) -> Result<(), CliError> {
+    if let Some(input) = input {
+        if same_file(input, path) {
+            return Err(CliError::OutputIsInput {
+                path: path.to_owned(),
+            });
+        }
+    }
+    let mode = check_output(path)?.unwrap_or(NEW_MODE);
+    let dir = parent_dir(path);
+    let werr = |source| CliError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let (mut f, mut tmp) = create_temp(&dir).map_err(werr)?;
+    f.write_all(data).map_err(werr)?;
+    // Exact bits, whatever the umask.
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(werr)?;
+    f.sync_all().map_err(werr)?;
+    drop(f);
+    // Again just before the rename: what is at `path` may have changed while we wrote.
+    check_output(path)?;
+    std::fs::rename(&tmp.path, path).map_err(werr)?;
+    tmp.done = true;
+    // Make the rename itself durable.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
