@@ -2,8 +2,12 @@
 //! parallel, never stopping at the first failure, and write a migration report that says per
 //! image what it was, what happened, and what needs a human decision.
 
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -14,7 +18,7 @@ use vpe::lantiq::{CrcCheck, VoiceFormat};
 use vpe::rproc::firmware::Profile;
 
 use crate::cli::BatchArgs;
-use crate::CliError;
+use crate::{files, CliError};
 
 /// What happened to one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,13 +48,17 @@ impl Outcome {
 /// One input file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
+    /// The name in IN_DIR, escaped ([`escape_name`]).
     pub file: String,
+    /// Where the symbolic link `file` points (escaped), when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symlink_to: Option<String>,
     /// `ET_REL`, `ET_EXEC`, `Lantiq ELF (ET_REL)`, `Lantiq ELF (ET_EXEC)`, `voice image`,
     /// `voice image (old format)`, `remoteproc firmware`, `unrecognized`.
     pub kind: String,
     pub outcome: Outcome,
     pub input_sha256: String,
-    /// The firmware's file name in OUT_DIR.
+    /// The firmware's file name in OUT_DIR (escaped).
     pub output: Option<String>,
     pub output_sha256: Option<String>,
     pub entry: Option<String>,
@@ -114,7 +122,7 @@ impl Report {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} |",
-                e.file,
+                e.file.replace('|', "\\|"),
                 e.kind,
                 e.outcome.text(),
                 e.decisions.len(),
@@ -124,7 +132,12 @@ impl Report {
         for e in &self.images {
             let _ = writeln!(o, "\n## {}\n", e.file);
             let _ = writeln!(o, "- kind: {}", e.kind);
-            let _ = writeln!(o, "- input sha256: {}", e.input_sha256);
+            if let Some(t) = &e.symlink_to {
+                let _ = writeln!(o, "- symbolic link to `{t}`");
+            }
+            if !e.input_sha256.is_empty() {
+                let _ = writeln!(o, "- input sha256: {}", e.input_sha256);
+            }
             match (&e.output, &e.output_sha256) {
                 (Some(out), Some(sha)) => {
                     let _ = writeln!(
@@ -192,19 +205,196 @@ fn describe_options(opts: &convert::Options) -> String {
     s
 }
 
-/// Convert everything in `args.in_dir`; write the firmware and the reports.
-pub fn run(args: &BatchArgs, opts: &convert::Options) -> Result<Report, CliError> {
+/// One entry of IN_DIR.
+struct Listed {
+    /// The raw name (never made lossy: it names the input and, with `.fw`, the output).
+    name: OsString,
+    path: PathBuf,
+    /// `Some(target)` for a symbolic link.
+    link: Option<PathBuf>,
+    /// Why it is not read (not a regular file, nor a link to one); `None` = an input.
+    not_read: Option<(String, String)>,
+}
+
+/// List IN_DIR: regular files and symbolic links to regular files are inputs (the kernel's
+/// limit on nested links, ELOOP, stops a loop); everything else is listed with why it is not
+/// read, so the report accounts for every entry.
+fn list(in_dir: &Path) -> Result<Vec<Listed>, CliError> {
     let rerr = |source| CliError::Read {
-        path: args.in_dir.clone(),
+        path: in_dir.to_owned(),
         source,
     };
-    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&args.in_dir)
-        .map_err(rerr)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.path())
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(in_dir).map_err(rerr)? {
+        let e = e.map_err(rerr)?;
+        let path = e.path();
+        let t = e.file_type().map_err(rerr)?;
+        let mut l = Listed {
+            name: e.file_name(),
+            path,
+            link: None,
+            not_read: None,
+        };
+        if t.is_symlink() {
+            let target = std::fs::read_link(&l.path).unwrap_or_default();
+            let shown = escape_name(target.as_os_str());
+            l.not_read = match std::fs::metadata(&l.path) {
+                Ok(m) if m.is_file() => None,
+                Ok(m) => Some((
+                    format!("symbolic link to {}", files::kind(m.file_type())),
+                    format!(
+                        "a symbolic link to {} (`{shown}`): only regular files are read",
+                        files::kind(m.file_type())
+                    ),
+                )),
+                Err(err) if err.raw_os_error() == Some(libc::ELOOP) => Some((
+                    "symbolic link loop".into(),
+                    format!("a symbolic link that loops (`{shown}`, too many levels of links): not followed"),
+                )),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some((
+                    "dangling symbolic link".into(),
+                    format!("a symbolic link to `{shown}`, which does not exist"),
+                )),
+                Err(err) => Some((
+                    "symbolic link".into(),
+                    format!("a symbolic link to `{shown}` that cannot be followed: {err}"),
+                )),
+            };
+            l.link = Some(target);
+        } else if !t.is_file() {
+            let k = files::kind(t);
+            l.not_read = Some((
+                k.trim_start_matches("a ").into(),
+                format!("{k}: only regular files are read (IN_DIR is not searched recursively)"),
+            ));
+        }
+        v.push(l);
+    }
+    // By raw name: the order does not depend on how names are shown.
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(v)
+}
+
+/// A file name as the report shows it: UTF-8 kept, except `\\` for a backslash, `\xNN` for
+/// each byte that is not UTF-8 and for ASCII control characters, `\u{NNNN}` for other
+/// characters that are not printable on one line. Distinct names stay distinct.
+pub fn escape_name(name: &OsStr) -> String {
+    let mut o = String::with_capacity(name.len());
+    for chunk in name.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                o.push_str("\\\\");
+            } else if !c.is_control() {
+                o.push(c);
+            } else if c.is_ascii() {
+                let _ = write!(o, "\\x{:02x}", c as u32);
+            } else {
+                let _ = write!(o, "\\u{{{:04x}}}", c as u32);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(o, "\\x{b:02x}");
+        }
+    }
+    o
+}
+
+/// `NAME.fw` for the input `NAME`, from the raw name.
+fn output_name(name: &OsStr) -> OsString {
+    let mut n = name.to_owned();
+    n.push(".fw");
+    n
+}
+
+/// Refuse a `--report` path that could destroy data, before anything is converted: it must
+/// not be an input (also through a link) nor lie inside IN_DIR, must not be where a firmware
+/// goes, must not be given twice, must be a regular file or new, and its directory must exist
+/// (or be OUT_DIR, created next).
+fn check_reports(args: &BatchArgs, listed: &[Listed]) -> Result<(), CliError> {
+    let bad = |path: &Path, why: String| CliError::BadReport {
+        path: path.to_owned(),
+        why,
+    };
+    let canon_in = std::fs::canonicalize(&args.in_dir).map_err(|source| CliError::Read {
+        path: args.in_dir.clone(),
+        source,
+    })?;
+    let canon_out = std::fs::canonicalize(&args.out_dir).ok();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for r in &args.report {
+        let Some(fname) = r.file_name() else {
+            return Err(CliError::OutputIsDir { path: r.clone() });
+        };
+        let dir = match r.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let in_out_dir = match (std::fs::canonicalize(&dir), &canon_out) {
+            (Ok(d), Some(o)) => d == *o,
+            // OUT_DIR not created yet: the report goes into it only if named through it.
+            (Err(_), None) => dir == args.out_dir,
+            _ => false,
+        };
+        match files::check_output(r) {
+            Err(CliError::OutputNoDir { .. }) if in_out_dir => {}
+            other => {
+                other?;
+            }
+        }
+        let canon_dir = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
+        if canon_dir.starts_with(&canon_in) {
+            return Err(bad(
+                r,
+                format!(
+                    "it is inside IN_DIR {} (write the report somewhere else)",
+                    args.in_dir.display()
+                ),
+            ));
+        }
+        if let Some(l) = listed
+            .iter()
+            .find(|l| l.not_read.is_none() && files::same_file(&l.path, r))
+        {
+            return Err(bad(
+                r,
+                format!("it is the input {}", escape_name(l.name.as_os_str())),
+            ));
+        }
+        if let Some(l) = listed.iter().find(|l| {
+            l.not_read.is_none()
+                && ((in_out_dir && output_name(&l.name) == fname)
+                    || files::same_file(&args.out_dir.join(output_name(&l.name)), r))
+        }) {
+            return Err(bad(
+                r,
+                format!(
+                    "it is where the firmware of {} goes",
+                    escape_name(l.name.as_os_str())
+                ),
+            ));
+        }
+        let key = canon_dir.join(fname);
+        if seen.contains(&key) {
+            return Err(bad(r, "it is given twice".into()));
+        }
+        seen.push(key);
+    }
+    Ok(())
+}
+
+/// Outputs this run wrote, by inode: a file system that folds two names into one (case,
+/// Unicode normalization) would otherwise let one image's firmware replace another's.
+type Written = Mutex<HashMap<(u64, u64), String>>;
+
+/// Convert everything in `args.in_dir`; write the firmware and the reports.
+pub fn run(args: &BatchArgs, opts: &convert::Options) -> Result<Report, CliError> {
+    let listed = list(&args.in_dir)?;
+    check_reports(args, &listed)?;
+    let inputs: Vec<PathBuf> = listed
+        .iter()
+        .filter(|l| l.not_read.is_none())
+        .map(|l| l.path.clone())
         .collect();
-    inputs.sort();
     std::fs::create_dir_all(&args.out_dir).map_err(|source| CliError::Write {
         path: args.out_dir.clone(),
         source,
@@ -212,10 +402,10 @@ pub fn run(args: &BatchArgs, opts: &convert::Options) -> Result<Report, CliError
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, inputs.len().max(1));
+        .clamp(1, listed.len().max(1));
 
     let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(inputs.len() as u64);
+        let b = indicatif::ProgressBar::new(listed.len() as u64);
         if let Ok(style) =
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
         {
@@ -226,13 +416,14 @@ pub fn run(args: &BatchArgs, opts: &convert::Options) -> Result<Report, CliError
         indicatif::ProgressBar::hidden()
     };
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Entry>>> = Mutex::new(vec![None; inputs.len()]);
+    let written = Written::default();
+    let results: Mutex<Vec<Option<Entry>>> = Mutex::new(vec![None; listed.len()]);
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(path) = inputs.get(i) else { break };
-                let e = process(path, &inputs, &args.out_dir, opts);
+                let Some(l) = listed.get(i) else { break };
+                let e = process(l, &inputs, &args.out_dir, opts, &written);
                 bar.set_message(e.file.clone());
                 bar.inc(1);
                 results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(e);
@@ -291,13 +482,17 @@ fn kind_of(format: Format, opts: &convert::Options) -> &'static str {
     }
 }
 
-fn process(path: &Path, inputs: &[PathBuf], out_dir: &Path, opts: &convert::Options) -> Entry {
-    let file = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+fn process(
+    l: &Listed,
+    inputs: &[PathBuf],
+    out_dir: &Path,
+    opts: &convert::Options,
+    written: &Written,
+) -> Entry {
+    let file = escape_name(&l.name);
     let mut e = Entry {
         file: file.clone(),
+        symlink_to: l.link.as_ref().map(|t| escape_name(t.as_os_str())),
         kind: String::new(),
         outcome: Outcome::Failed,
         input_sha256: String::new(),
@@ -308,6 +503,13 @@ fn process(path: &Path, inputs: &[PathBuf], out_dir: &Path, opts: &convert::Opti
         warnings: Vec::new(),
         decisions: Vec::new(),
     };
+    if let Some((kind, why)) = &l.not_read {
+        e.kind = kind.clone();
+        e.outcome = Outcome::Skipped;
+        e.error = Some(why.clone());
+        return e;
+    }
+    let path = l.path.as_path();
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(err) => {
@@ -341,15 +543,15 @@ fn process(path: &Path, inputs: &[PathBuf], out_dir: &Path, opts: &convert::Opti
         }
         _ => {}
     }
-    let out_name = format!("{file}.fw");
+    let out_name = output_name(&l.name);
     let out = out_dir.join(&out_name);
     if inputs
         .iter()
-        .any(|i| i == &out || crate::files::same_file(i, &out))
+        .any(|i| i == &out || files::same_file(i, &out))
     {
         e.error = Some(format!(
             "the output {} would overwrite an input; use another OUT_DIR",
-            out.display()
+            escape_name(out_name.as_os_str())
         ));
         return e;
     }
@@ -357,12 +559,12 @@ fn process(path: &Path, inputs: &[PathBuf], out_dir: &Path, opts: &convert::Opti
         Ok(conv) => {
             e.warnings = conv.warnings();
             e.decisions = decisions_for(&conv, opts);
-            if let Err(err) = crate::files::write_atomic(&out, &conv.firmware, Some(path)) {
+            if let Err(err) = write_claimed(&out, &conv.firmware, path, &file, written) {
                 e.error = Some(err.to_string());
                 return e;
             }
             e.outcome = Outcome::Converted;
-            e.output = Some(out_name);
+            e.output = Some(escape_name(&out_name));
             e.output_sha256 = Some(convert::sha256_hex(&conv.firmware));
             e.entry = Some(format!("{:#010x}", conv.loaded.image.entry));
         }
@@ -374,6 +576,34 @@ fn process(path: &Path, inputs: &[PathBuf], out_dir: &Path, opts: &convert::Opti
         }
     }
     e
+}
+
+/// Write one firmware, refusing to replace a file this run already wrote for another image
+/// (the rename and the check under one lock; the conversions and writes stay parallel).
+fn write_claimed(
+    out: &Path,
+    data: &[u8],
+    input: &Path,
+    file: &str,
+    written: &Written,
+) -> Result<(), CliError> {
+    let staged = files::stage(out, data, Some(input))?;
+    let mut w = written.lock().unwrap_or_else(|p| p.into_inner());
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    if let Some(other) = std::fs::symlink_metadata(out)
+        .ok()
+        .and_then(|m| w.get(&id(m)))
+    {
+        return Err(CliError::OutputCollision {
+            path: out.to_owned(),
+            other: other.clone(),
+        });
+    }
+    staged.commit()?;
+    if let Ok(m) = std::fs::symlink_metadata(out) {
+        w.insert(id(m), file.to_owned());
+    }
+    Ok(())
 }
 
 /// Which refusals are a choice for a person rather than a broken input.
@@ -448,4 +678,43 @@ fn decisions_for(conv: &Conversion, opts: &convert::Options) -> Vec<String> {
     }
     d.dedup();
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_folded_onto_an_output_of_this_run_is_refused() {
+        // What a case-folding file system does with `A.o.fw` and `a.o.fw`: both names reach
+        // one file. Modelled by writing the same path for a second image.
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.o");
+        std::fs::write(&input, b"input").unwrap();
+        let out = dir.path().join("a.o.fw");
+        let written = Written::default();
+        write_claimed(&out, b"first", &input, "A.o", &written).unwrap();
+        let err = write_claimed(&out, b"second", &input, "a.o", &written).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("this run already wrote the firmware of A.o there"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"first");
+        // Only the output itself is left (no temp file).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn escaped_names_stay_distinct() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let e = |b: &[u8]| escape_name(OsStr::from_bytes(b));
+        assert_eq!(e(b"plain.o"), "plain.o");
+        assert_eq!(e(b"x\xff"), "x\\xff");
+        assert_eq!(e(b"x\\xff"), "x\\\\xff");
+        assert_eq!(e("x\u{85}".as_bytes()), "x\\u{0085}");
+        assert_eq!(e(b"x\x85"), "x\\x85");
+        assert_eq!(e(b"a\nb"), "a\\x0ab");
+        assert_eq!(e("café".as_bytes()), "café");
+    }
 }

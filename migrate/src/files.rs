@@ -131,6 +131,18 @@ fn create_temp(dir: &Path) -> std::io::Result<(File, Temp)> {
 /// regular file ([`check_output`]), keeping its permission bits. Messages name `path`, never
 /// the temp file.
 pub fn write_atomic(path: &Path, data: &[u8], input: Option<&Path>) -> Result<(), CliError> {
+    stage(path, data, input)?.commit()
+}
+
+/// An output written and synced under a temp name, not yet renamed into place (dropped: the
+/// temp file is removed).
+pub struct Staged {
+    path: PathBuf,
+    tmp: Temp,
+}
+
+/// The first half of [`write_atomic`]: everything but the rename.
+pub fn stage(path: &Path, data: &[u8], input: Option<&Path>) -> Result<Staged, CliError> {
     if let Some(input) = input {
         if same_file(input, path) {
             return Err(CliError::OutputIsInput {
@@ -139,27 +151,37 @@ pub fn write_atomic(path: &Path, data: &[u8], input: Option<&Path>) -> Result<()
         }
     }
     let mode = check_output(path)?.unwrap_or(NEW_MODE);
-    let dir = parent_dir(path);
     let werr = |source| CliError::Write {
         path: path.to_owned(),
         source,
     };
-    let (mut f, mut tmp) = create_temp(&dir).map_err(werr)?;
+    let (mut f, tmp) = create_temp(&parent_dir(path)).map_err(werr)?;
     f.write_all(data).map_err(werr)?;
     // Exact bits, whatever the umask.
     f.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(werr)?;
     f.sync_all().map_err(werr)?;
-    drop(f);
-    // Again just before the rename: what is at `path` may have changed while we wrote.
-    check_output(path)?;
-    std::fs::rename(&tmp.path, path).map_err(werr)?;
-    tmp.done = true;
-    // Make the rename itself durable.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
+    Ok(Staged {
+        path: path.to_owned(),
+        tmp,
+    })
+}
+
+impl Staged {
+    /// Rename into place and make the rename durable.
+    pub fn commit(mut self) -> Result<(), CliError> {
+        // Again just before the rename: what is at the path may have changed meanwhile.
+        check_output(&self.path)?;
+        std::fs::rename(&self.tmp.path, &self.path).map_err(|source| CliError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.tmp.done = true;
+        if let Ok(d) = File::open(parent_dir(&self.path)) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 pub fn same_file(a: &Path, b: &Path) -> bool {

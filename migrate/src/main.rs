@@ -58,6 +58,10 @@ enum CliError {
         error: Box<CliError>,
         warnings: String,
     },
+    #[error("--report {path}: {why}; nothing was converted")]
+    BadReport { path: PathBuf, why: String },
+    #[error("refusing to write {path}: this run already wrote the firmware of {other} there (the file system folds the two names into one)")]
+    OutputCollision { path: PathBuf, other: String },
     #[error("not every image converted: {summary}")]
     BatchIncomplete { summary: String },
     #[error("{path}: not equivalent to {old}: {summary}")]
