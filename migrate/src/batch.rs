@@ -510,11 +510,11 @@ fn process(
         return e;
     }
     let path = l.path.as_path();
-    let bytes = match std::fs::read(path) {
+    let bytes = match files::read_input(path) {
         Ok(b) => b,
         Err(err) => {
             e.kind = "unreadable".into();
-            e.error = Some(format!("cannot read: {err}"));
+            e.error = Some(err.to_string());
             return e;
         }
     };

@@ -4,8 +4,8 @@
 //! over a device, FIFO, socket or directory.
 
 use std::ffi::OsString;
-use std::fs::{File, FileType, OpenOptions};
-use std::io::Write as _;
+use std::fs::{File, FileType, Metadata, OpenOptions};
+use std::io::{Read as _, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
@@ -13,6 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::CliError;
+
+/// The largest input read (256 MiB). The legacy model holds at most 64 MiB of file-backed
+/// image data (`legacy::MAX_DATA`; symbols and relocations of such an object about double
+/// it) and the firmware writer refuses files above 256 MiB, so nothing larger converts,
+/// checks or verifies; past it the read stops at this + 1 byte.
+pub const MAX_INPUT: u64 = 256 << 20;
 
 /// Mode of a new output (the previous default; a replaced file keeps its own).
 const NEW_MODE: u32 = 0o644;
@@ -36,6 +42,64 @@ pub fn kind(t: FileType) -> &'static str {
     } else {
         "not a regular file"
     }
+}
+
+fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Read an input: a regular file (symbolic links followed) of at most [`MAX_INPUT`] bytes.
+/// Devices, FIFOs and sockets are refused from `stat` before they are opened (opening some
+/// devices has effects); the open itself is `O_NONBLOCK` and checked again with `fstat`, so
+/// a FIFO swapped in meanwhile cannot block the read.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
+    let meta = std::fs::metadata(path).map_err(read_err(path))?;
+    regular_input(path, &meta)?;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read_err(path))?;
+    let now = f.metadata().map_err(read_err(path))?;
+    if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
+        return Err(CliError::InputChanged {
+            path: path.to_owned(),
+        });
+    }
+    regular_input(path, &now)?;
+    // The size from fstat is a hint (the file may grow); the read itself stops one byte past
+    // the limit.
+    let mut buf = Vec::with_capacity(usize::try_from(now.len()).unwrap_or(0));
+    (&mut f)
+        .take(MAX_INPUT + 1)
+        .read_to_end(&mut buf)
+        .map_err(read_err(path))?;
+    if buf.len() as u64 > MAX_INPUT {
+        return Err(CliError::InputTooBig {
+            path: path.to_owned(),
+            size: format!("more than {MAX_INPUT} bytes"),
+        });
+    }
+    Ok(buf)
+}
+
+fn regular_input(path: &Path, meta: &Metadata) -> Result<(), CliError> {
+    if !meta.is_file() {
+        return Err(CliError::InputNotRegular {
+            path: path.to_owned(),
+            kind: kind(meta.file_type()),
+        });
+    }
+    if meta.len() > MAX_INPUT {
+        return Err(CliError::InputTooBig {
+            path: path.to_owned(),
+            size: format!("{} bytes", meta.len()),
+        });
+    }
+    Ok(())
 }
 
 /// The directory an output goes into (`.` for a bare name).

@@ -36,6 +36,12 @@ enum CliError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {path}: it is {kind}, not a regular file")]
+    InputNotRegular { path: PathBuf, kind: &'static str },
+    #[error("{path} is {size}: larger than any input vpe-migrate accepts ({limit} bytes, 256 MiB)", limit = files::MAX_INPUT)]
+    InputTooBig { path: PathBuf, size: String },
+    #[error("cannot read {path}: it was replaced while being opened")]
+    InputChanged { path: PathBuf },
     #[error("refusing to overwrite the input {path} with the output")]
     OutputIsInput { path: PathBuf },
     #[error("cannot write {path}: it is a directory; give the name of the file to write (e.g. DIR/NAME.fw)")]
@@ -307,10 +313,7 @@ fn legacy_for_verify(
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|source| CliError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    files::read_input(path)
 }
 
 fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
