@@ -277,14 +277,15 @@ fn list(in_dir: &Path) -> Result<Vec<Listed>, CliError> {
 
 /// A file name as the report shows it: UTF-8 kept, except `\\` for a backslash, `\xNN` for
 /// each byte that is not UTF-8 and for ASCII control characters, `\u{NNNN}` for other
-/// characters that are not printable on one line. Distinct names stay distinct.
+/// characters that are not printable on one line (`vpe::elf::read::is_unprintable`).
+/// Distinct names stay distinct.
 pub fn escape_name(name: &OsStr) -> String {
     let mut o = String::with_capacity(name.len());
     for chunk in name.as_bytes().utf8_chunks() {
         for c in chunk.valid().chars() {
             if c == '\\' {
                 o.push_str("\\\\");
-            } else if !c.is_control() {
+            } else if !vpe::elf::read::is_unprintable(c) {
                 o.push(c);
             } else if c.is_ascii() {
                 let _ = write!(o, "\\x{:02x}", c as u32);
@@ -716,5 +717,6 @@ mod tests {
         assert_eq!(e(b"x\x85"), "x\\x85");
         assert_eq!(e(b"a\nb"), "a\\x0ab");
         assert_eq!(e("café".as_bytes()), "café");
+        assert_eq!(e("a\u{202e}b\u{2028}".as_bytes()), "a\\u{202e}b\\u{2028}");
     }
 }

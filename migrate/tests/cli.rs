@@ -342,3 +342,36 @@ fn rela_is_rejected_with_the_module_loader_message() {
         expect_rejected(&b, &[], "module VPE loader: REL relocation unsupported");
     }
 }
+
+#[test]
+fn separators_and_bidi_controls_in_symbol_names_are_escaped() {
+    // common.be.o's sites name the symbol `common_counts`; the same 13 bytes become
+    // "co" U+2028 U+202E U+FEFF "ns": a line separator, a right-to-left override, a BOM.
+    let forged = "co\u{2028}\u{202e}\u{feff}ns";
+    assert_eq!(forged.len(), "common_counts".len());
+    let b = patched("common.be.o", |b| {
+        let at = b
+            .windows(14)
+            .position(|w| w == b"common_counts\0")
+            .expect("symbol name in the string table");
+        b[at..at + 13].copy_from_slice(forged.as_bytes());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let inp = dir.path().join("in.o");
+    std::fs::write(&inp, &b).unwrap();
+    let o = run(&[inp.as_os_str(), dir.path().join("o").as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains(r#"symbol "co\u{2028}\u{202e}\u{feff}ns""#),
+        "escaped: {e}"
+    );
+    for c in ['\u{2028}', '\u{202e}', '\u{feff}'] {
+        assert!(!e.contains(c), "{c:?} printed raw: {e}");
+    }
+    let o = run(&[os("inspect"), inp.as_os_str()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    for c in ['\u{2028}', '\u{202e}', '\u{feff}'] {
+        assert!(!out.contains(c), "inspect printed {c:?} raw: {out}");
+    }
+}

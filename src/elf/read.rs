@@ -282,10 +282,62 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A name taken from a file, made safe to print: invalid UTF-8 becomes U+FFFD and control
-/// characters (newlines, escapes, ...) become `\xNN` / `\u{NNNN}`, so a crafted symbol or
-/// section name can never split an error into several lines, forge a `status` line or send
-/// terminal escapes. Names the tools look for (`__start`, `.resource_table`, ...) have none.
+/// General categories Cf (format: soft hyphen, zero-width and bidirectional controls, BOM,
+/// tags, ...), Zl and Zp (U+2028, U+2029), as inclusive ranges: invisible, or they move or
+/// split text on a terminal or for a reader splitting lines. From UnicodeData 14.0 (this
+/// machine's Python and Perl), plus U+13439..U+1343F, Cf since 15.0. `char::is_control`
+/// covers Cc.
+const INVISIBLE: &[(u32, u32)] = &[
+    (0x00ad, 0x00ad),
+    (0x0600, 0x0605),
+    (0x061c, 0x061c),
+    (0x06dd, 0x06dd),
+    (0x070f, 0x070f),
+    (0x0890, 0x0891),
+    (0x08e2, 0x08e2),
+    (0x180e, 0x180e),
+    (0x200b, 0x200f),
+    (0x2028, 0x202e),
+    (0x2060, 0x2064),
+    (0x2066, 0x206f),
+    (0xfeff, 0xfeff),
+    (0xfff9, 0xfffb),
+    (0x110bd, 0x110bd),
+    (0x110cd, 0x110cd),
+    (0x13430, 0x1343f),
+    (0x1bca0, 0x1bca3),
+    (0x1d173, 0x1d17a),
+    (0xe0001, 0xe0001),
+    (0xe0020, 0xe007f),
+];
+
+/// A character that must not be printed as itself in a message or a status line: a control
+/// character (Cc) or one of Cf, Zl, Zp ([`INVISIBLE`]).
+pub fn is_unprintable(c: char) -> bool {
+    if c.is_control() {
+        return true;
+    }
+    let cp = c as u32;
+    cp >= 0xad
+        && INVISIBLE
+            .binary_search_by(|&(lo, hi)| {
+                if hi < cp {
+                    std::cmp::Ordering::Less
+                } else if lo > cp {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok()
+}
+
+/// A name taken from a file, made safe to print: invalid UTF-8 becomes U+FFFD; control
+/// characters (newlines, escapes, ...), format characters (bidi controls, zero-width ones)
+/// and the line/paragraph separators become `\xNN` / `\u{NNNN}` ([`is_unprintable`]), so a
+/// crafted symbol or section name can never split an error into several lines, forge a
+/// `status` line, reverse text on a terminal or send terminal escapes. Names the tools look
+/// for (`__start`, `.resource_table`, ...) have none.
 pub fn printable_name(bytes: &[u8]) -> String {
     // Nearly every name is printable ASCII: one pass over the bytes, no UTF-8 decoding.
     if bytes.iter().all(|&b| (0x20..0x7f).contains(&b)) {
@@ -294,12 +346,12 @@ pub fn printable_name(bytes: &[u8]) -> String {
         }
     }
     let s = String::from_utf8_lossy(bytes);
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(is_unprintable) {
         return s.into_owned();
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if !c.is_control() {
+        if !is_unprintable(c) {
             out.push(c);
         } else if (c as u32) < 0x100 {
             out.push_str(&format!("\\x{:02x}", c as u32));
@@ -325,5 +377,37 @@ mod tests {
         assert_eq!(printable_name(b"x\xffy"), "x\u{fffd}y");
         assert_eq!(printable_name("next\u{85}line".as_bytes()), "next\\x85line");
         assert_eq!(printable_name("café".as_bytes()), "café");
+        // Line and paragraph separators, bidi controls, zero-width and other Cf characters.
+        for (c, esc) in [
+            ('\u{2028}', "\\u{2028}"),
+            ('\u{2029}', "\\u{2029}"),
+            ('\u{202a}', "\\u{202a}"),
+            ('\u{202e}', "\\u{202e}"),
+            ('\u{2066}', "\\u{2066}"),
+            ('\u{2069}', "\\u{2069}"),
+            ('\u{200b}', "\\u{200b}"),
+            ('\u{200f}', "\\u{200f}"),
+            ('\u{feff}', "\\u{feff}"),
+            ('\u{ad}', "\\xad"),
+            ('\u{61c}', "\\u{061c}"),
+            ('\u{e0041}', "\\u{e0041}"),
+        ] {
+            let name = format!("a{c}b");
+            assert_eq!(printable_name(name.as_bytes()), format!("a{esc}b"), "{c:?}");
+        }
+        // Their neighbours stay as they are.
+        for c in [
+            '\u{ac}', '\u{2027}', '\u{2030}', '\u{2065}', '\u{fefe}', 'é', '中',
+        ] {
+            let name = format!("a{c}b");
+            assert_eq!(printable_name(name.as_bytes()), name, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn the_invisible_table_is_sorted_and_disjoint() {
+        for w in super::INVISIBLE.windows(2) {
+            assert!(w[0].0 <= w[0].1 && w[0].1 < w[1].0, "{w:x?}");
+        }
     }
 }

@@ -137,9 +137,12 @@ fn parse_desc(desc: &[u8], at: usize) -> Result<Provenance> {
     let mut p = Provenance::default();
     let mut seen = [false; 9];
     for line in text.lines() {
-        let Some((k, v)) = line.split_once('=') else {
+        let Some((k, raw)) = line.split_once('=') else {
             return Err(malformed(format!("line without '=': {line:?}"), at));
         };
+        // Shown by inspect and verify: made printable like any name from a file.
+        let printable = crate::elf::read::printable_name(raw.as_bytes());
+        let v = printable.as_str();
         let num = |v: &str| {
             parse_u32(v).ok_or_else(|| malformed(format!("{k}: not a number: {v:?}"), at))
         };
@@ -186,7 +189,10 @@ fn parse_desc(desc: &[u8], at: usize) -> Result<Provenance> {
             }
             // Keys this version has no field for are kept in order.
             _ => {
-                p.extra.push((k.to_string(), v.to_string()));
+                p.extra.push((
+                    crate::elf::read::printable_name(k.as_bytes()),
+                    v.to_string(),
+                ));
                 continue;
             }
         };
