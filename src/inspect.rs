@@ -157,7 +157,19 @@ pub fn inspect(bytes: &[u8], opts: &Options) -> Result<Inspection> {
             check,
         });
     }
-    let load = convert::load_legacy(bytes, opts.base, opts.semantics).map_err(|e| e.to_string());
+    let load = match convert::load_legacy(bytes, opts.base, opts.semantics) {
+        // The legacy loader accepts it; only the MIPS ELF ABI reads some sites differently.
+        Err(e @ Error::SemanticsDiffer { .. }) if opts.semantics == RelocSemantics::Strict => {
+            convert::load_legacy(bytes, opts.base, RelocSemantics::Legacy).map(|mut img| {
+                img.warnings.push(crate::image::Warning::new(format!(
+                    "the legacy loader accepts it (loaded above as --relocs legacy would); the MIPS ELF ABI differs: {e}"
+                )));
+                img
+            })
+        }
+        r => r,
+    }
+    .map_err(|e| e.to_string());
     let image_sha256 = load.as_ref().ok().map(image_sha256);
     Ok(Inspection::Legacy {
         sha256,
