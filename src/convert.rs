@@ -19,7 +19,7 @@ use crate::legacy;
 use crate::rproc::check::{self, Loaded};
 use crate::rproc::firmware::{self, Profile};
 use crate::rproc::note::Provenance;
-use crate::rproc::verify::{self, Report};
+use crate::rproc::verify::{self, EntryPath, Report};
 
 /// Default image base for the `mips-rproc` profile: KUSEG, as the MIPS remoteproc example.
 pub const DEFAULT_BASE: u32 = 0x1000_0000;
@@ -490,6 +490,48 @@ pub fn report_summary(r: &Report) -> String {
             d.firmware
                 .map_or("unloaded".to_string(), |b| format!("{b:#04x}"))
         ),
-        (None, false) => format!("entry path does not reach __start ({:?})", r.entry),
+        (None, false) => match r.entry {
+            EntryPath::Direct { e_entry } => format!(
+                "entry path does not reach __start (e_entry {e_entry:#010x} is entered directly)"
+            ),
+            EntryPath::Trampoline {
+                target,
+                ntcs,
+                memsize,
+            } => format!(
+                "entry path does not reach __start (the trampoline at e_entry jumps to {target:#010x} with $a2 = {ntcs}, $a3 = {memsize:#x})"
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_path_that_misses_start_is_said_in_words() {
+        let r = |entry| Report {
+            equivalent: true,
+            first_difference: None,
+            entry,
+            entry_ok: false,
+            compared_bytes: 16,
+            extra_bytes: 0,
+        };
+        assert_eq!(
+            report_summary(&r(EntryPath::Trampoline {
+                target: 0x1000_0000,
+                ntcs: 1,
+                memsize: 0
+            })),
+            "entry path does not reach __start (the trampoline at e_entry jumps to 0x10000000 with $a2 = 1, $a3 = 0x0)"
+        );
+        assert_eq!(
+            report_summary(&r(EntryPath::Direct {
+                e_entry: 0x1000_0010
+            })),
+            "entry path does not reach __start (e_entry 0x10000010 is entered directly)"
+        );
     }
 }

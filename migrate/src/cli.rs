@@ -39,8 +39,8 @@ pub enum Cmd {
     Inspect {
         /// A legacy SP ELF or a remoteproc firmware.
         file: PathBuf,
-        /// Base address a relocatable input is placed at.
-        #[arg(long, default_value = "0x10000000", value_parser = parse_addr)]
+        /// Base address a relocatable input is placed at (4 KiB aligned).
+        #[arg(long, default_value = "0x10000000", value_parser = parse_base)]
         base: Addr,
         /// Relocation semantics for a relocatable input.
         #[arg(long, value_enum, default_value_t = Relocs::Strict)]
@@ -79,7 +79,7 @@ pub enum Cmd {
         /// The remoteproc firmware.
         new: PathBuf,
         /// Base OLD is placed at (default: from NEW's provenance note, else 0x10000000).
-        #[arg(long, value_parser = parse_addr)]
+        #[arg(long, value_parser = parse_base)]
         base: Option<Addr>,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -94,7 +94,7 @@ pub enum Cmd {
     /// Write a synthetic SP object of about SIZE bytes (benchmarks; see vpe::synth).
     #[command(hide = true)]
     GenSynth {
-        /// Approximate size (bytes; K/M suffixes).
+        /// Approximate size (bytes; K, M, G or KiB, MiB, GiB suffixes).
         #[arg(long, value_parser = parse_size)]
         size: u32,
         /// Byte order.
@@ -136,22 +136,24 @@ pub struct ConversionFlags {
     /// mips-rproc; fixed with --kernel lantiq and for voice images.
     #[arg(long, value_enum)]
     pub profile: Option<ProfileArg>,
-    /// Address a relocatable input is placed at (default 0x10000000 for mips-rproc;
-    /// required for fixed).
-    #[arg(long, value_parser = parse_addr)]
+    /// Address a relocatable input is placed at, 4 KiB aligned (default 0x10000000 for
+    /// mips-rproc; required for fixed).
+    #[arg(long, value_parser = parse_base)]
     pub base: Option<Addr>,
     /// Relocation semantics where the legacy loader and the MIPS ELF ABI disagree:
     /// `legacy` (bit-for-bit the old kernel) or `elf` (standard). Default: refuse and list
     /// the sites.
     #[arg(long, value_enum, default_value_t = Relocs::Strict)]
     pub relocs: Relocs,
-    /// Value the trampoline puts in $a2 (the legacy loader passed the number of TCs).
-    #[arg(long, default_value_t = 1, value_parser = parse_u32)]
+    /// Value the trampoline puts in $a2 (the legacy loader passed the number of TCs; at
+    /// least 1).
+    #[arg(long, default_value_t = 1, value_parser = parse_ntcs)]
     pub ntcs: u32,
     /// Value the trampoline puts in $a3 (legacy physical_memsize; 0 since Linux 6.3).
     #[arg(long, default_value_t = 0, value_parser = parse_u32)]
     pub memsize: u32,
-    /// Extra zeroed memory after the image for stack and heap (bytes; K/M suffixes).
+    /// Extra zeroed memory after the image for stack and heap (bytes; K, M, G or KiB, MiB,
+    /// GiB suffixes).
     #[arg(long, default_value = "0", value_parser = parse_size)]
     pub extra_mem: u32,
     /// Add an RSC_TRACE buffer of SIZE bytes inside the carveout.
@@ -172,8 +174,9 @@ pub struct ConversionFlags {
     /// voice driver put VPE1's image.
     #[arg(long, visible_alias = "load-addr", value_parser = parse_addr)]
     pub vpe1_load_addr: Option<Addr>,
-    /// The board's vpe1_mem= (bytes; K/M suffixes): the Lantiq write limit and the voice
-    /// memory limit (default 2M, what vpe1_get_max_mem() returns without it).
+    /// The board's vpe1_mem= (bytes; K, M, G or KiB, MiB, GiB suffixes): the Lantiq write
+    /// limit and the voice memory limit (default 2M, what vpe1_get_max_mem() returns
+    /// without it).
     #[arg(long, value_parser = parse_size)]
     pub vpe1_mem: Option<u32>,
     /// `--entry __start`: start at __start even where the Lantiq loader's quirk (vpe_shared
@@ -309,16 +312,49 @@ fn parse_addr(s: &str) -> Result<Addr, String> {
     parse_u32(s).map(Addr)
 }
 
-/// Sizes: decimal or 0x hex, optional K/M suffix (powers of 1024).
+/// The alignment `--base` needs: a page. The legacy loader's memory came page-aligned and
+/// the firmware's segments and carveouts are laid out in pages.
+pub const BASE_ALIGN: u32 = 0x1000;
+
+fn parse_base(s: &str) -> Result<Addr, String> {
+    let a = parse_u32(s)?;
+    if a % BASE_ALIGN != 0 {
+        return Err(format!(
+            "`{s}` is not aligned: the base must be a multiple of {BASE_ALIGN:#x} (4 KiB, a page)"
+        ));
+    }
+    Ok(Addr(a))
+}
+
+fn parse_ntcs(s: &str) -> Result<u32, String> {
+    match parse_u32(s)? {
+        0 => Err(
+            "0 TCs: the legacy loader passed the number of TCs the program runs on, at least 1"
+                .into(),
+        ),
+        n => Ok(n),
+    }
+}
+
+/// Sizes: decimal or 0x hex, optional suffix K, M, G or KiB, MiB, GiB (powers of 1024; the
+/// letter in either case), at most `u32::MAX` bytes.
 fn parse_size(s: &str) -> Result<u32, String> {
     let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 1024u64),
-        Some('m' | 'M') => (&t[..t.len() - 1], 1024 * 1024),
-        _ => (t, 1),
-    };
-    let v = u64::from(parse_u32(num)?) * mult;
-    u32::try_from(v).map_err(|_| format!("`{s}` does not fit in 32 bits"))
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = [("kib", 1u64 << 10), ("mib", 1 << 20), ("gib", 1 << 30)]
+        .iter()
+        .chain(&[("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30)])
+        .find(|(suffix, _)| lower.ends_with(suffix))
+        .map_or((t, 1), |&(suffix, m)| (&t[..t.len() - suffix.len()], m));
+    let v = u64::from(parse_u32(num).map_err(|_| {
+        format!("`{s}` is not a size: a number (decimal or 0x hex) with an optional K, M, G, KiB, MiB or GiB suffix")
+    })?) * mult;
+    u32::try_from(v).map_err(|_| {
+        format!(
+            "`{s}` is {v} bytes: more than the 32-bit limit of {} bytes (4 GiB - 1)",
+            u32::MAX
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -58,6 +58,12 @@ enum CliError {
     },
     #[error("{path} is {kind}, not a directory")]
     NotADirectory { path: PathBuf, kind: &'static str },
+    /// A usage error found after parsing (flags that contradict each other or the input):
+    /// reported the way clap reports its own, exit 2.
+    #[error("{message}")]
+    Usage { message: String },
+    #[error("{message}")]
+    VerifyArgs { message: String },
     /// A failure after warnings were found: the error comes first, the warnings follow.
     #[error("{error}\n{warnings}")]
     AfterWarnings {
@@ -90,6 +96,9 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage { message }) => Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit(),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
@@ -107,7 +116,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Some(Cmd::Convert(args)) => do_convert(&args),
         Some(Cmd::Batch(args)) => {
-            let opts = args.flags.options()?;
+            let opts = args.flags.options().map_err(usage)?;
             let report = batch::run(&args, &opts)?;
             if report.all_converted() {
                 Ok(())
@@ -151,13 +160,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
             kernel,
             json,
         }) => {
-            let bytes = read(&file)?;
             let opts = check::Options {
                 host: host.map(Into::into),
                 profile: profile.map(Into::into),
                 kernel: kernel.into(),
             };
-            let loaded = check::check(&bytes, &opts)?;
+            let loaded = match read(&file).and_then(|b| Ok(check::check(&b, &opts)?)) {
+                Ok(l) => l,
+                Err(e) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"ok": false, "error": e.to_string()})
+                        );
+                    }
+                    return Err(e);
+                }
+            };
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
@@ -179,6 +198,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }) => {
             let old_bytes = read(&old)?;
             let new_bytes = read(&new)?;
+            verify_args(&old, &old_bytes, &new, &new_bytes)?;
             let loaded = check::check(&new_bytes, &check::Options::default())?;
             // The note says how NEW was made; explicit flags win.
             let (note_base, note_relocs) = loaded
@@ -270,6 +290,41 @@ fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// Flag combinations refused by `ConversionFlags::options` are usage errors.
+fn usage(e: vpe::Error) -> CliError {
+    CliError::Usage {
+        message: match e {
+            vpe::Error::Convert { message } => message,
+            other => other.to_string(),
+        },
+    }
+}
+
+/// `verify OLD NEW` needs a legacy program and a remoteproc firmware, in that order.
+fn verify_args(old: &Path, old_bytes: &[u8], new: &Path, new_bytes: &[u8]) -> Result<(), CliError> {
+    use convert::Format;
+    let fw = |b: &[u8]| convert::sniff(b) == Format::Firmware;
+    let message = match (fw(old_bytes), fw(new_bytes)) {
+        (false, true) => return Ok(()),
+        (true, false) => format!(
+            "the arguments look swapped: OLD {} is a remoteproc firmware and NEW {} is not (verify OLD NEW: the legacy program first, then the firmware made from it)",
+            old.display(),
+            new.display()
+        ),
+        (true, true) => format!(
+            "OLD {} is a remoteproc firmware, not a legacy SP program: give the program NEW {} was converted from",
+            old.display(),
+            new.display()
+        ),
+        (false, false) => format!(
+            "NEW {} is not a remoteproc firmware (no .resource_table): give the firmware converted from OLD {}",
+            new.display(),
+            old.display()
+        ),
+    };
+    Err(CliError::VerifyArgs { message })
+}
+
 /// OLD as the loader recorded in NEW's note saw it: a voice image through the voice driver,
 /// an ELF through the Lantiq-patched or the mainline loader.
 fn legacy_for_verify(
@@ -316,8 +371,39 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
     files::read_input(path)
 }
 
+/// `--platform`, `--lantiq-voice` and `--endian` describe a voice image; given with an ELF
+/// they would be silently ignored.
+fn voice_flags_need_a_voice_image(
+    f: &cli::ConversionFlags,
+    old: &Path,
+    bytes: &[u8],
+) -> Result<(), CliError> {
+    if !bytes.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    let given: Vec<&str> = [
+        (f.platform.is_some(), "--platform"),
+        (f.lantiq_voice, "--lantiq-voice"),
+        (f.endian.is_some(), "--endian"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| *name)
+    .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Usage {
+        message: format!(
+            "{} only apply to Lantiq voice images, and {} is an ELF file",
+            given.join(", "),
+            old.display()
+        ),
+    })
+}
+
 fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
-    let opts = args.options()?;
+    let opts = args.options().map_err(usage)?;
     // What is at NEW is refused before anything is read or converted.
     if files::same_file(&args.old, &args.new) {
         return Err(CliError::OutputIsInput {
@@ -326,6 +412,7 @@ fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
     }
     files::check_output(&args.new)?;
     let bytes = read(&args.old)?;
+    voice_flags_need_a_voice_image(&args.flags, &args.old, &bytes)?;
     let conv: Conversion = convert::convert_owned(bytes, &opts)?;
     let mut warnings = String::new();
     for w in conv.warnings() {
