@@ -389,6 +389,16 @@ type Written = Mutex<HashMap<(u64, u64), String>>;
 
 /// Convert everything in `args.in_dir`; write the firmware and the reports.
 pub fn run(args: &BatchArgs, opts: &convert::Options) -> Result<Report, CliError> {
+    for dir in [&args.in_dir, &args.out_dir] {
+        if let Ok(m) = std::fs::metadata(dir) {
+            if !m.is_dir() {
+                return Err(CliError::NotADirectory {
+                    path: dir.clone(),
+                    kind: files::kind(m.file_type()),
+                });
+            }
+        }
+    }
     let listed = list(&args.in_dir)?;
     check_reports(args, &listed)?;
     let inputs: Vec<PathBuf> = listed

@@ -94,15 +94,35 @@ fn main() -> ExitCode {
         // arguments are all there, so read them directly.
         cli.convert = Some(ConvertArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()));
     }
+    let json = wants_json(&cli);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage { message }) => Cli::command()
             .error(clap::error::ErrorKind::ArgumentConflict, message)
             .exit(),
         Err(e) => {
+            // A --json caller gets JSON on stdout whatever failed (verify has printed its
+            // report already).
+            if json && !matches!(e, CliError::NotEquivalent { .. }) {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string()})
+                );
+            }
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn wants_json(cli: &Cli) -> bool {
+    match &cli.command {
+        None => cli.convert.as_ref().is_some_and(|c| c.json),
+        Some(Cmd::Convert(c)) => c.json,
+        Some(Cmd::Inspect { json, .. } | Cmd::Check { json, .. } | Cmd::Verify { json, .. }) => {
+            *json
+        }
+        Some(_) => false,
     }
 }
 
@@ -165,18 +185,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 profile: profile.map(Into::into),
                 kernel: kernel.into(),
             };
-            let loaded = match read(&file).and_then(|b| Ok(check::check(&b, &opts)?)) {
-                Ok(l) => l,
-                Err(e) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"ok": false, "error": e.to_string()})
-                        );
-                    }
-                    return Err(e);
-                }
-            };
+            let bytes = read(&file)?;
+            let loaded = check::check(&bytes, &opts)?;
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }

@@ -282,3 +282,22 @@ fn every_entry_not_converted_is_listed_with_why_and_links_to_files_are_followed(
     assert!(text.contains(&format!("- symbolic link to `{}`", target.display())));
     assert!(text.contains("| fifo.o | FIFO (named pipe) | skipped | 0 | - |"));
 }
+
+#[test]
+fn in_dir_or_out_dir_that_is_a_file_is_named() {
+    let (tmp, inp, _) = setup();
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    for (i, o) in [(&file, tmp.path().join("out")), (&inp, file.clone())] {
+        let r = batch(i, &o, &[]);
+        assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+        assert_eq!(
+            stderr(&r).lines().next().unwrap_or_default(),
+            format!(
+                "error: {} is a regular file, not a directory",
+                file.display()
+            )
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}

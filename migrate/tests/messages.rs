@@ -143,6 +143,46 @@ fn check_json_reports_a_failure_as_json() {
 }
 
 #[test]
+fn every_json_mode_reports_a_failure_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, b"not an ELF").unwrap();
+    let fw = dir.path().join("hello.fw");
+    assert!(convert_with(&[], &fixture("hello.be.o"), &fw)
+        .status
+        .success());
+    let new = dir.path().join("x.fw");
+    for args in [
+        vec![garbage.as_os_str(), new.as_os_str(), "--json".as_ref()],
+        vec![
+            "convert".as_ref(),
+            "--json".as_ref(),
+            garbage.as_os_str(),
+            new.as_os_str(),
+        ],
+        vec![
+            "inspect".as_ref(),
+            "--json".as_ref(),
+            "/nonexistent".as_ref(),
+        ],
+        vec![
+            "verify".as_ref(),
+            "--json".as_ref(),
+            fw.as_os_str(),
+            fw.as_os_str(),
+        ],
+    ] {
+        let o = bin().args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: JSON on stdout: {e}: {}", stdout(&o)));
+        assert_eq!(v["ok"], false, "{args:?}");
+        let err = v["error"].as_str().unwrap();
+        assert_eq!(format!("error: {err}"), first_line(&o), "{args:?}");
+    }
+}
+
+#[test]
 fn voice_flags_with_an_elf_and_ntcs_0_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let new = dir.path().join("x.fw");
