@@ -155,6 +155,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             json,
         }) => {
             let bytes = read(&file)?;
+            voice_flags_need_a_voice_image(
+                &[
+                    (lantiq_voice, "--lantiq-voice"),
+                    (endian.is_some(), "--endian"),
+                ],
+                &file,
+                &bytes,
+            )?;
             let opts = inspect::Options {
                 base: base.0,
                 semantics: relocs.into(),
@@ -382,32 +390,26 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
 }
 
 /// `--platform`, `--lantiq-voice` and `--endian` describe a voice image; given with an ELF
-/// they would be silently ignored.
+/// they would be silently ignored. `given`: (flag set, its name).
 fn voice_flags_need_a_voice_image(
-    f: &cli::ConversionFlags,
-    old: &Path,
+    given: &[(bool, &str)],
+    file: &Path,
     bytes: &[u8],
 ) -> Result<(), CliError> {
-    if !bytes.starts_with(b"\x7fELF") {
-        return Ok(());
-    }
-    let given: Vec<&str> = [
-        (f.platform.is_some(), "--platform"),
-        (f.lantiq_voice, "--lantiq-voice"),
-        (f.endian.is_some(), "--endian"),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, name)| *name)
-    .collect();
-    if given.is_empty() {
+    let names: Vec<&str> = given
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+    if names.is_empty() || !bytes.starts_with(b"\x7fELF") {
         return Ok(());
     }
     Err(CliError::Usage {
         message: format!(
-            "{} only apply to Lantiq voice images, and {} is an ELF file",
-            given.join(", "),
-            old.display()
+            "{} only {} to Lantiq voice images, and {} is an ELF file",
+            names.join(", "),
+            if names.len() == 1 { "applies" } else { "apply" },
+            file.display()
         ),
     })
 }
@@ -422,7 +424,16 @@ fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
     }
     files::check_output(&args.new)?;
     let bytes = read(&args.old)?;
-    voice_flags_need_a_voice_image(&args.flags, &args.old, &bytes)?;
+    let f = &args.flags;
+    voice_flags_need_a_voice_image(
+        &[
+            (f.platform.is_some(), "--platform"),
+            (f.lantiq_voice, "--lantiq-voice"),
+            (f.endian.is_some(), "--endian"),
+        ],
+        &args.old,
+        &bytes,
+    )?;
     let conv: Conversion = convert::convert_owned(bytes, &opts)?;
     let mut warnings = String::new();
     for w in conv.warnings() {

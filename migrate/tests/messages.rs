@@ -190,11 +190,11 @@ fn voice_flags_with_an_elf_and_ntcs_0_are_usage_errors() {
     for (flags, expect) in [
         (
             &["--platform", "xrx200"][..],
-            "--platform only apply to Lantiq voice images",
+            "--platform only applies to Lantiq voice images",
         ),
         (
             &["--lantiq-voice"][..],
-            "--lantiq-voice only apply to Lantiq voice images",
+            "--lantiq-voice only applies to Lantiq voice images",
         ),
         (
             &[
@@ -217,6 +217,19 @@ fn voice_flags_with_an_elf_and_ntcs_0_are_usage_errors() {
         if flags[0] != "--ntcs" {
             assert!(first_line(&o).contains(&format!("{} is an ELF file", elf.display())));
         }
+    }
+}
+
+#[test]
+fn inspect_voice_flags_with_an_elf_are_usage_errors() {
+    let elf = fixture("hello.be.o");
+    for (flags, expect) in [
+        (&["--lantiq-voice"][..], "--lantiq-voice only applies"),
+        (&["--endian", "little"][..], "--endian only applies"),
+    ] {
+        let o = bin().arg("inspect").args(flags).arg(&elf).output().unwrap();
+        usage_error(&o, Path::new("/nonexistent"), expect);
+        assert!(o.stdout.is_empty());
     }
 }
 
