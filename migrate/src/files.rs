@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::CliError;
 
-/// The largest input read (256 MiB). The legacy model holds at most 64 MiB of file-backed
-/// image data (`legacy::MAX_DATA`; symbols and relocations of such an object about double
-/// it) and the firmware writer refuses files above 256 MiB, so nothing larger converts,
-/// checks or verifies; past it the read stops at this + 1 byte.
+/// The largest input read (256 MiB): the firmware writer's own file limit, so no firmware
+/// above it can be checked or verified, and 4× the most file-backed image data the legacy
+/// model holds (`legacy::MAX_DATA`, 64 MiB), room for the symbols and relocations of such an
+/// object (about as large again in the benchmark objects). Past it the read stops at this
+/// + 1 byte.
 pub const MAX_INPUT: u64 = 256 << 20;
 
 /// Mode of a new output (the previous default; a replaced file keeps its own).
