@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 
 use support::fakesys::{AttrWrite, FakeSys, Fault, Op, Which};
 use support::*;
-use vpe::remoteproc::sysfs::sha256_hex;
+use vpe::remoteproc::sysfs::{sha256_hex, LOCK_FILE};
 use vpe::remoteproc::RprocState;
 
 const RPROC: &str = "mips-cpu1";
+/// Where the daemon installs firmware for it, relative to the firmware directory.
+const PREFIX: &str = "vpe-compat/mips-cpu1";
 
 /// Fields drop in declaration order: the daemon goes before the fake sysfs it uses.
 struct World {
@@ -61,15 +63,17 @@ fn world_on(mount: fn(&str, &Path) -> FakeSys, extra: &[&str]) -> World {
 }
 
 impl World {
+    /// The firmware directory of `mips-cpu1`.
     fn subdir(&self) -> PathBuf {
-        self.fw.path().join("vpe-compat")
+        self.fw.path().join(PREFIX)
     }
 
-    /// Files in the firmware subdirectory, sorted.
+    /// Files in the firmware directory of `mips-cpu1` (the instance lock aside), sorted.
     fn installed(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.subdir())
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != LOCK_FILE)
                     .collect()
             })
             .unwrap_or_default();
@@ -104,15 +108,15 @@ impl World {
     }
 }
 
-/// `vpe-compat/<sha256 of the content>.elf`, as sysfs.rs installs it.
+/// `vpe-compat/mips-cpu1/<sha256 of the content>.elf`, as sysfs.rs installs it.
 fn check_installed_name(path: &Path, name: &str) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(name, format!("vpe-compat/{}.elf", sha256_hex(&bytes)));
+    assert_eq!(name, format!("{PREFIX}/{}.elf", sha256_hex(&bytes)));
 }
 
 fn file_of(name: &str) -> String {
-    name.strip_prefix("vpe-compat/")
-        .unwrap_or_else(|| panic!("{name} is not in vpe-compat/"))
+    name.strip_prefix(&format!("{PREFIX}/"))
+        .unwrap_or_else(|| panic!("{name} is not in {PREFIX}/"))
         .to_string()
 }
 
@@ -517,4 +521,44 @@ fn bring_up_hands_cpu1_to_the_mips_remoteproc_driver() {
     assert_eq!(sys.writes(), vec![], "nothing changed without --bring-up");
     assert_eq!(sys.mips_cpus(), Some((true, vec![])));
     assert!(!mounted(mnt.path()));
+}
+
+/// Two daemons for one remote processor: the second refuses to start, naming the first
+/// (its pid, from the instance lock), and changes nothing.
+#[test]
+fn a_second_daemon_for_the_same_instance_refuses_to_start() {
+    if !can_mount() {
+        return;
+    }
+    let w = world(&[]);
+    let a = w.load_a();
+    let mnt = tempfile::tempdir().unwrap();
+    let err = start_refused(
+        mnt.path(),
+        [
+            "--backend".as_ref(),
+            "sysfs".as_ref(),
+            "--rproc".as_ref(),
+            RPROC.as_ref(),
+            "--sysfs-root".as_ref(),
+            w.sys.root().as_os_str(),
+            "--firmware-dir".as_ref(),
+            w.fw.path().as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains(&format!(
+            "process {} already drives this instance",
+            w.d.pid()
+        )) && err.contains("vpe-compat/mips-cpu1/.lock"),
+        "{err}"
+    );
+    assert_eq!(
+        w.sys.take_writes(),
+        vec![],
+        "the second daemon wrote to sysfs"
+    );
+    assert!(!mounted(mnt.path()));
+    assert_eq!(w.sys.state(), RprocState::Running);
+    assert_eq!(w.installed(), vec![file_of(&a)]);
 }
