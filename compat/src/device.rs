@@ -390,8 +390,8 @@ impl Device {
     /// Current status, with the backend's state read now.
     pub fn status(&self) -> Status {
         let mut rp = lock(&self.rproc);
-        let state = match rp.backend.state() {
-            Ok(s) => s.as_str().to_string(),
+        let state = match rp.backend.state_text() {
+            Ok(s) => s,
             Err(e) => format!("unknown ({e})"),
         };
         rp.status.state = state;
@@ -505,8 +505,22 @@ impl Device {
         let name = match installed {
             Ok(name) => name,
             Err(e) => {
-                error!("installing the firmware failed: {e}");
+                error!("{e}");
                 record_error(st, Phase::Install, &e.to_string(), None, libc::EIO);
+                // The open stopped the program, but its firmware is still installed.
+                match rp.backend.restart_last_good(&e.to_string()) {
+                    Ok(Some(r)) => {
+                        warn!(
+                            "restored {} (state {})",
+                            r.restored_firmware,
+                            r.restored_state.as_str()
+                        );
+                        st.firmware = Some(r.restored_firmware.clone());
+                        st.rollback = Some(r);
+                    }
+                    Ok(None) => {}
+                    Err(e2) => error!("restarting the previous firmware failed too: {e2}"),
+                }
                 return Err(Errno(libc::EIO));
             }
         };

@@ -266,3 +266,28 @@ fn planted_symlinks_in_the_firmware_directory_redirect_nothing() {
     );
     assert!(names(&elsewhere).is_empty());
 }
+
+/// A `state` that reads no remoteproc word was shown as "invalid" (remoteproc's own word for
+/// an out-of-range state): `status` and the error now show the text as read, escaped. In this
+/// plain-file tree, writing `start` over `offline\n` leaves `startne\n`.
+#[test]
+fn a_state_that_is_no_remoteproc_word_is_shown_as_read() {
+    if !can_mount() {
+        return;
+    }
+    let t = tree();
+    let args = sysfs_args(&t);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = Daemon::start(&args);
+    write_file(&d.path("vpe1"), &fixture_bytes("hello.le.o")).unwrap();
+    let st = d.wait_loads(1);
+    assert!(st.contains("state: unknown (\"startne\")\n"), "{st}");
+    assert!(
+        st.contains("returned success but state reads unknown (\"startne\")"),
+        "{st}"
+    );
+    // Control characters are escaped, not passed to status readers.
+    std::fs::write(t.dev.join("state"), "weird\x1b[2J\n").unwrap();
+    let st = d.status();
+    assert!(st.contains("state: unknown (\"weird\\x1b[2J\")\n"), "{st}");
+}

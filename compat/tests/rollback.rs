@@ -523,6 +523,96 @@ fn bring_up_hands_cpu1_to_the_mips_remoteproc_driver() {
     assert!(!mounted(mnt.path()));
 }
 
+fn mount_tmpfs(at: &Path, size: &str) {
+    let o = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0755"),
+            "tmpfs",
+        ])
+        .arg(at)
+        .output()
+        .expect("mount");
+    assert!(o.status.success(), "mount tmpfs: {o:?}");
+}
+
+struct Umount(PathBuf);
+impl Drop for Umount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.0.as_path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A load whose install runs out of space (the firmware directory is a small tmpfs) used to
+/// leave the processor offline: the open of `vpe1` had stopped A, and A's firmware was still
+/// there. Now A is started again, `status` says so, and the failure is logged once.
+#[test]
+fn a_failed_install_restarts_the_last_good_firmware() {
+    if !can_mount() {
+        return;
+    }
+    let fw = tempfile::tempdir().unwrap();
+    mount_tmpfs(fw.path(), "256k");
+    let _umount = Umount(fw.path().to_path_buf());
+    let sys = FakeSys::mount(RPROC, fw.path());
+    let root = sys.root().display().to_string();
+    let fwdir = fw.path().display().to_string();
+    let d = Daemon::start(&[
+        "--backend",
+        "sysfs",
+        "--rproc",
+        RPROC,
+        "--sysfs-root",
+        &root,
+        "--firmware-dir",
+        &fwdir,
+    ]);
+    let w = World {
+        d,
+        sys,
+        fw,
+        startup_writes: Vec::new(),
+    };
+    w.sys.take_writes();
+    let a = w.load_a();
+    // Fill the file system.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(w.fw.path().join("filler")).unwrap();
+        while f.write_all(&[0u8; 4096]).and_then(|_| f.sync_all()).is_ok() {}
+    }
+    let st = w.load("features.le.o", 2);
+    let get = |k| field(&st, k).unwrap_or_else(|| panic!("no {k} in:\n{st}"));
+    assert_eq!(get("last_error_phase"), "install", "{st}");
+    assert!(
+        get("last_error").contains("No space left on device"),
+        "{st}"
+    );
+    assert_eq!(get("loads_failed"), "1", "{st}");
+    // A runs again: the open stopped it, the failed load started it again.
+    assert_eq!(
+        w.sys.take_writes(),
+        vec![
+            AttrWrite::ok("state", "stop"),
+            AttrWrite::ok("firmware", &a),
+            AttrWrite::ok("state", "start"),
+        ]
+    );
+    assert_eq!(w.sys.state(), RprocState::Running);
+    assert_eq!(w.sys.boots(), vec![a.clone(), a.clone()]);
+    assert_eq!(get("state"), "running", "{st}");
+    assert_eq!(get("firmware"), a, "{st}");
+    assert_eq!(get("rollback_restored_firmware"), a, "{st}");
+    assert_eq!(get("rollback_failed_error"), get("last_error"), "{st}");
+    assert_eq!(w.installed(), vec![file_of(&a)], "no temp file left");
+    // Said once, not "installing the firmware failed: installing firmware ... failed".
+    let log = w.d.log();
+    assert_eq!(log.matches("No space left on device").count(), 1, "{log}");
+    assert!(!log.contains("installing the firmware failed"), "{log}");
+}
+
 /// Two daemons for one remote processor: the second refuses to start, naming the first
 /// (its pid, from the instance lock), and changes nothing.
 #[test]
