@@ -446,6 +446,7 @@ impl Device {
         // input for the provenance note anyway), computed here otherwise.
         st.sha256 = None;
         st.image_size = Some(buf.len() as u64);
+        st.passthrough = false;
         // A failed load leaves nothing running and no shared pointer (vpe_release:
         // "if (ret < 0) v->shared_ptr = NULL").
         st.entry = None;
@@ -495,6 +496,12 @@ impl Device {
         st.warnings = conv.warnings();
         for w in &st.warnings {
             warn!("{w}");
+        }
+        st.passthrough = conv.passthrough;
+        if conv.passthrough {
+            info!(
+                "the image is remoteproc firmware that passes the kernel's rules: installing it unchanged (passthrough; ntcs does not apply)"
+            );
         }
 
         let t = Instant::now();

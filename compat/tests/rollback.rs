@@ -652,3 +652,74 @@ fn a_second_daemon_for_the_same_instance_refuses_to_start() {
     assert_eq!(w.sys.state(), RprocState::Running);
     assert_eq!(w.installed(), vec![file_of(&a)]);
 }
+
+/// Issue 14 point 16: a file that already is remoteproc firmware, written to `vpe1`, is
+/// installed and started unchanged when it passes the kernel's rules for this host's byte
+/// order and the profile; `status` and the log say so. `--no-passthrough` refuses it, and so
+/// does the check for the other byte order.
+#[test]
+fn remoteproc_firmware_written_to_vpe1_is_installed_unchanged() {
+    if !can_mount() {
+        return;
+    }
+    let convert = |fixture: &str| {
+        vpe::convert::convert(&fixture_bytes(fixture), &vpe::convert::Options::default()).unwrap()
+    };
+    let conv = convert("hello.le.o");
+    let w = world(&[]);
+    write_file(&w.d.path("vpe1"), &conv.firmware).unwrap();
+    let st = w.d.wait_loads(1);
+    let get = |st: &str, k: &str| {
+        field(st, k)
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {k} in:\n{st}"))
+    };
+    assert_eq!(get(&st, "loads_ok"), "1", "{st}\n{}", w.d.log());
+    assert_eq!(
+        get(&st, "passthrough"),
+        "yes (remoteproc firmware installed unchanged)",
+        "{st}"
+    );
+    let name = w.sys.firmware();
+    assert_eq!(w.sys.boots(), vec![name.clone()]);
+    assert_eq!(
+        std::fs::read(w.fw.path().join(&name)).unwrap(),
+        conv.firmware,
+        "installed byte for byte"
+    );
+    assert_eq!(get(&st, "sha256"), sha256_hex(&conv.firmware), "{st}");
+    // `entry` is __start, where the firmware's trampoline jumps.
+    assert_eq!(
+        get(&st, "entry"),
+        format!("{:#010x}", conv.legacy.entry),
+        "{st}"
+    );
+    assert!(
+        w.d.log().contains("installing it unchanged (passthrough"),
+        "{}",
+        w.d.log()
+    );
+
+    // The other byte order: the kernel's message, nothing installed or started.
+    let be = convert("hello.be.o");
+    write_file(&w.d.path("vpe1"), &be.firmware).unwrap();
+    let st = w.d.wait_loads(2);
+    assert_eq!(get(&st, "loads_failed"), "1", "{st}");
+    assert!(
+        get(&st, "last_error").contains("Unsupported firmware endianness"),
+        "{st}"
+    );
+    assert!(field(&st, "passthrough").is_none(), "{st}");
+    assert_eq!(w.sys.boots(), vec![name.clone()]);
+    drop(w);
+
+    let w = world(&["--no-passthrough"]);
+    write_file(&w.d.path("vpe1"), &conv.firmware).unwrap();
+    let st = w.d.wait_loads(1);
+    assert_eq!(get(&st, "loads_failed"), "1", "{st}");
+    assert!(
+        get(&st, "last_error").contains("input already has a .resource_table"),
+        "{st}"
+    );
+    assert_eq!(w.sys.boots(), Vec::<String>::new());
+}
