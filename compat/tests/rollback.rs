@@ -200,6 +200,15 @@ fn a_refused_start_rolls_back_to_the_previous_firmware_through_a_real_mount() {
     assert_eq!(js["rollback"]["restored_firmware"], a.as_str(), "{js}");
     assert_eq!(js["rollback"]["restored_state"], "running", "{js}");
 
+    // The failure is logged once (the backend, its start sequence and the daemon each
+    // logged it before).
+    let log = w.d.log();
+    assert_eq!(
+        log.matches(r#"writing "start" to state failed: EINVAL"#)
+            .count(),
+        1,
+        "{log}"
+    );
     // A is kept (it runs, and recovery re-reads it); B, which never ran, is removed.
     assert_eq!(w.installed(), vec![file_of(&a)]);
     assert_eq!(std::fs::read(w.fw.path().join(&a)).unwrap(), a_bytes);

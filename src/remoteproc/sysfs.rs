@@ -30,7 +30,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
+use log::{info, warn};
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
@@ -829,17 +829,18 @@ impl Sysfs {
             .map_err(|e| self.read_failed(attr, &e))
     }
 
-    /// The error (logged) for a failed read of `attr`.
+    /// The error for a failed read of `attr`. Not logged here: the caller reports it (once;
+    /// `status` reads `state` on every open of the status files).
     fn read_failed(&self, attr: &str, e: &io::Error) -> Error {
         let msg = format!(
             "remoteproc {}: reading {attr} failed: {e}",
             self.opts.rproc_name
         );
-        error!("{msg}");
         backend(msg, io_errno(e))
     }
 
-    /// Write `value` to an attribute in one `write(2)`; the errno is explained in the error.
+    /// Write `value` to an attribute in one `write(2)`; the errno is explained in the error,
+    /// which the caller reports (it was logged here too, and then again by the daemon).
     pub fn write_attr(&self, attr: &str, value: &str) -> Result<()> {
         let path = self.dev.join(attr);
         self.io.write(&path, value).map_err(|e| {
@@ -862,7 +863,6 @@ impl Sysfs {
                 "remoteproc {}: writing \"{value}\" to {attr} failed: {why}",
                 self.opts.rproc_name
             );
-            error!("{msg}");
             backend(msg, errno)
         })
     }
@@ -1237,7 +1237,8 @@ pub(crate) fn start_sequence<A: Attrs + ?Sized>(
         }
         return Err(err);
     };
-    warn!(target: target, "start of {name} failed: {err}; rolling back to {prev}");
+    // The failure itself is the caller's to report, with the outcome of the rollback.
+    warn!(target: target, "start of {name} failed; rolling back to {prev}");
     let failed_state = a.read_state().unwrap_or(RprocState::Invalid);
     match start_one(a, prev) {
         Ok(restored_state) => {
@@ -1252,11 +1253,10 @@ pub(crate) fn start_sequence<A: Attrs + ?Sized>(
                 }),
             })
         }
-        Err(e2) => {
-            let msg = format!("{err}; rollback to {prev} also failed: {e2}");
-            error!(target: target, "{msg}");
-            Err(backend(msg, err.errno()))
-        }
+        Err(e2) => Err(backend(
+            format!("{err}; rollback to {prev} also failed: {e2}"),
+            err.errno(),
+        )),
     }
 }
 
