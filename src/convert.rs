@@ -104,10 +104,6 @@ pub struct Options {
     /// How the voice driver would load a voice image (`--load-addr` ...); `None` takes the
     /// load address and `vpe1_mem` from `lantiq`, else voice images are refused.
     pub voice: Option<VoiceOptions>,
-    /// An input that already is remoteproc firmware (`.resource_table`) is passed through
-    /// unchanged if it passes [`check::check`] for `host` and `profile` (the daemon's default;
-    /// `vpe-migrate` refuses such inputs).
-    pub passthrough: bool,
 }
 
 impl Default for Options {
@@ -124,7 +120,6 @@ impl Default for Options {
             host: None,
             lantiq: None,
             voice: None,
-            passthrough: false,
         }
     }
 }
@@ -394,9 +389,6 @@ fn convert_input(input: Cow<'_, [u8]>, opts: &Options) -> Result<Conversion> {
             });
         }
     }
-    if format == Format::Firmware && opts.passthrough {
-        return passthrough(bytes, opts);
-    }
     if format == Format::Firmware {
         return Err(Error::Convert {
             message: "input already has a .resource_table: it is remoteproc firmware, not a \
@@ -487,6 +479,18 @@ fn convert_input(input: Cow<'_, [u8]>, opts: &Options) -> Result<Conversion> {
         voice: None,
         passthrough: false,
     })
+}
+
+/// [`convert`], except that an input that already is remoteproc firmware (it has a
+/// `.resource_table`) is passed through unchanged if it passes [`check::check`] for
+/// `opts.host` and `opts.profile`, as the kernel would check it at `start` (the daemon's
+/// default; `vpe-migrate` refuses such inputs).
+pub fn convert_or_pass_through(bytes: &[u8], opts: &Options) -> Result<Conversion> {
+    if sniff(bytes) == Format::Firmware {
+        passthrough(bytes, opts)
+    } else {
+        convert(bytes, opts)
+    }
 }
 
 /// An input that already is remoteproc firmware, unchanged: it must pass the kernel's rules

@@ -99,6 +99,9 @@ pub struct Config {
     pub ntcs: u32,
     /// `flush` (i.e. `close()`) loads and reports the result as an errno.
     pub errors_on_close: bool,
+    /// Install an image that already is remoteproc firmware unchanged (if the kernel's rules
+    /// accept it) instead of refusing it.
+    pub passthrough: bool,
     /// Conversion options; `ntcs` is replaced by the current `ntcs` at each load.
     pub convert: ConvertOptions,
 }
@@ -110,6 +113,7 @@ impl Default for Config {
             max_tcs: 8,
             ntcs: 1,
             errors_on_close: false,
+            passthrough: true,
             // The device reproduces the old loader, so relocations mean what vpe.c made them
             // mean, bit for bit.
             convert: ConvertOptions {
@@ -470,7 +474,11 @@ impl Device {
             ..self.cfg.convert.clone()
         };
         let t = Instant::now();
-        let conv = convert::convert(buf, &opts);
+        let conv = if self.cfg.passthrough {
+            convert::convert_or_pass_through(buf, &opts)
+        } else {
+            convert::convert(buf, &opts)
+        };
         st.timings.convert_us = micros(t.elapsed());
         let conv = match conv {
             Ok(c) => {

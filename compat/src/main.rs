@@ -260,7 +260,7 @@ async fn run(args: Args) -> Result<(), String> {
             cfg = cfg.lantiq(addr, mem, true);
         }
     }
-    cfg.convert.passthrough = !args.no_passthrough;
+    cfg.passthrough = !args.no_passthrough;
     // The daemon runs on the machine whose kernel loads the firmware: remoteproc refuses an
     // ELF whose EI_DATA differs from the kernel's byte order. The simulator plays whichever
     // kernel `--host` names (both byte orders without it).
