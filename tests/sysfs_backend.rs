@@ -835,10 +835,9 @@ fn two_backends_sharing_a_firmware_directory_keep_to_their_own_instance() {
     let msg = e.to_string();
     assert_eq!(e.errno(), EBUSY, "{msg}");
     assert!(
-        msg.contains(&format!(
-            "process {} already drives this instance",
-            std::process::id()
-        )) && msg.contains("vpe-compat/mips-cpu1/.lock"),
+        msg.starts_with(&format!("process {} (", std::process::id()))
+            && msg.contains(") already drives this instance (it holds the lock ")
+            && msg.contains("vpe-compat/mips-cpu1/.lock"),
         "{msg}"
     );
     assert_eq!(w.kernel.writes().len(), writes);

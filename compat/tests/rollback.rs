@@ -647,7 +647,7 @@ fn a_second_daemon_for_the_same_instance_refuses_to_start() {
     );
     assert!(
         err.contains(&format!(
-            "process {} already drives this instance",
+            "remoteproc mips-cpu1: process {} (vpe-compat) already drives this instance",
             w.d.pid()
         )) && err.contains("vpe-compat/mips-cpu1/.lock"),
         "{err}"

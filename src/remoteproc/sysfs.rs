@@ -38,6 +38,7 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 
 use super::{Backend, Rollback, RprocState, StartOutcome};
+use crate::elf::read::printable_name;
 use crate::error::{Error, Result};
 
 // errno values (include/uapi/asm-generic/errno-base.h; the same on every Linux architecture,
@@ -292,7 +293,7 @@ fn check_rproc_dir_name(rproc_name: &str) -> Result<()> {
         return Err(backend(
             format!(
                 "remoteproc name \"{}\" refused: its firmware directory is named after it, so it must be one plain path component (no '/', not '.' or '..', printable, at most 255 bytes)",
-                crate::elf::read::printable_name(rproc_name.as_bytes())
+                printable_name(rproc_name.as_bytes())
             ),
             EINVAL,
         ));
@@ -366,7 +367,7 @@ fn open_instance_dir(opts: &SysfsOptions) -> Result<OwnedFd> {
 
 /// Take the instance lock (`flock(LOCK_EX|LOCK_NB)` on `.lock` in the instance directory) and
 /// write our pid into it. A second daemon for the same instance is refused, naming the holder.
-fn lock_instance(dir: &OwnedFd, dir_path: &Path, rproc_name: &str) -> Result<Flock<File>> {
+fn lock_instance(dir: &OwnedFd, dir_path: &Path) -> Result<Flock<File>> {
     let path = dir_path.join(LOCK_FILE);
     let fd = openat(
         dir,
@@ -398,13 +399,18 @@ fn lock_instance(dir: &OwnedFd, dir_path: &Path, rproc_name: &str) -> Result<Flo
                 .read_to_string(&mut text)
                 .map(|_| text.trim().parse::<u32>())
             {
-                Ok(Ok(pid)) => format!("process {pid}"),
+                Ok(Ok(pid)) => {
+                    // Its name too, when it can be read (the pid alone may be stale text).
+                    let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .map(|c| format!(" ({})", printable_name(c.trim_end().as_bytes())))
+                        .unwrap_or_default();
+                    format!("process {pid}{comm}")
+                }
                 _ => "another process".to_string(),
             };
             Err(backend(
                 format!(
-                    "remoteproc {}: {holder} already drives this instance (it holds the lock {}); one vpe-compat per remote processor: stop that one first",
-                    crate::elf::read::printable_name(rproc_name.as_bytes()),
+                    "{holder} already drives this instance (it holds the lock {}); one vpe-compat per remote processor: stop that one first",
                     path.display()
                 ),
                 EBUSY,
@@ -710,7 +716,8 @@ impl Sysfs {
         // nothing (no bring-up, no recovery write, no cleanup of the first one's temp files).
         let dir = open_instance_dir(&opts)?;
         let dir_path = opts.firmware_dir.join(&opts.subdir).join(&opts.rproc_name);
-        let lock = lock_instance(&dir, &dir_path, &opts.rproc_name)?;
+        // Its message does not name the instance: the daemon prefixes every open error with it.
+        let lock = lock_instance(&dir, &dir_path)?;
         let dev = match find_instance(&opts.sysfs_root, &opts.rproc_name, io.as_ref()) {
             Ok(dev) => dev,
             Err(e) if opts.bring_up => {
@@ -1133,7 +1140,7 @@ pub(crate) fn show_state(raw: &str) -> String {
         Some(st) => st.as_str().to_string(),
         None => format!(
             "unknown (\"{}\")",
-            crate::elf::read::printable_name(raw.as_bytes()).replace('"', "\\\"")
+            printable_name(raw.as_bytes()).replace('"', "\\\"")
         ),
     }
 }
@@ -1390,6 +1397,22 @@ mod tests {
         assert!(check_subdir("a/../b").is_err());
         assert!(check_subdir("/abs").is_err());
         assert!(check_subdir("").is_err());
+    }
+
+    #[test]
+    fn rproc_names_are_one_plain_component_and_states_are_shown_as_read() {
+        assert!(check_rproc_dir_name("mips-cpu1").is_ok());
+        for bad in ["", ".", "..", "a/b", "../x", "a\nb", &"x".repeat(256)] {
+            assert_eq!(
+                check_rproc_dir_name(bad).map_err(|e| e.errno()),
+                Err(EINVAL),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(show_state("running\n"), "running");
+        assert_eq!(show_state("invalid"), "invalid");
+        assert_eq!(show_state("startne\n"), r#"unknown ("startne")"#);
+        assert_eq!(show_state("a\"b\x07"), r#"unknown ("a\"b\x07")"#);
     }
 
     #[test]
