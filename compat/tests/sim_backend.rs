@@ -1,6 +1,7 @@
 //! The simulator backend's byte order and log lines, through a real mount:
 //! * `--host big|little` makes the simulated kernel accept one byte order, as a real kernel
 //!   does (issue 14 point 17); without it, both;
+//! * with `--backend sysfs`, a `--host` other than this machine's byte order is refused;
 //! * the shared start sequence logs under the backend that runs it: no simulator line under
 //!   `vpe::remoteproc::sysfs`.
 
@@ -72,4 +73,36 @@ fn simulator_lines_are_logged_under_the_simulator() {
         assert!(!log.contains("vpe::remoteproc::sysfs"), "{log}");
     }
     assert!(d2.log().contains("is running"), "{}", d2.log());
+}
+
+/// With the real remoteproc the kernel's byte order is this machine's: a `--host` that
+/// contradicts it is refused at start-up, before anything is touched.
+#[test]
+fn host_contradicting_this_machine_is_refused_with_the_sysfs_backend() {
+    if !can_mount() {
+        return;
+    }
+    let other = if cfg!(target_endian = "big") {
+        "little"
+    } else {
+        "big"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let err = start_refused(
+        dir.path(),
+        [
+            "--backend",
+            "sysfs",
+            "--host",
+            other,
+            "--sysfs-root",
+            "/nonexistent",
+        ],
+    );
+    assert!(
+        err.contains(&format!("--host {other} with --backend sysfs"))
+            && err.contains("refuses firmware of the other byte order"),
+        "{err}"
+    );
+    assert!(!mounted(dir.path()));
 }
