@@ -845,6 +845,9 @@ fn two_backends_sharing_a_firmware_directory_keep_to_their_own_instance() {
         fs::read_to_string(w.subdir().join(LOCK_FILE)).unwrap(),
         format!("{}\n", std::process::id())
     );
+    // Private: flock needs only read access, and anyone holding it would block the daemon.
+    let lock_meta = fs::metadata(w.subdir().join(LOCK_FILE)).unwrap();
+    assert_eq!(lock_meta.permissions().mode() & 0o777, 0o600);
     drop(cpu1);
     let cpu1 = w.open();
     assert_eq!(cpu1.last_good(), Some(name_of(&sha256_hex(&a2)).as_str()));

@@ -373,7 +373,7 @@ fn lock_instance(dir: &OwnedFd, dir_path: &Path) -> Result<Flock<File>> {
         dir,
         LOCK_FILE,
         OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o644),
+        Mode::from_bits_truncate(0o600),
     )
     .map_err(|e| {
         backend(
@@ -381,7 +381,17 @@ fn lock_instance(dir: &OwnedFd, dir_path: &Path) -> Result<Flock<File>> {
             nix_errno(e),
         )
     })?;
-    match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
+    let file = File::from(fd);
+    // 0600 even if it existed: flock needs only read access, so a file others can open would
+    // let any user hold the lock and keep the daemon from starting.
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| {
+            backend(
+                format!("cannot make {} private: {e}", path.display()),
+                io_errno(&e),
+            )
+        })?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut lock) => {
             let pid = std::process::id();
             // Who holds it, for the message a second daemon prints; the lock is what counts.
