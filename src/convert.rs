@@ -139,6 +139,10 @@ pub struct Conversion {
     pub input_sha256: String,
     /// For a Lantiq voice image: its footer and the driver's view of it.
     pub voice: Option<Voice>,
+    /// The input was remoteproc firmware, passed through unchanged (`firmware` is the input;
+    /// `legacy` is what remoteproc loads from it, with `entry` the trampoline's target if it
+    /// has one, else `e_entry`).
+    pub passthrough: bool,
 }
 
 impl Conversion {
@@ -343,6 +347,7 @@ pub fn convert_voice(bytes: &[u8], opts: &Options) -> Result<Conversion> {
         report,
         input_sha256,
         voice: Some(voice),
+        passthrough: false,
     })
 }
 
@@ -472,6 +477,64 @@ fn convert_input(input: Cow<'_, [u8]>, opts: &Options) -> Result<Conversion> {
         report,
         input_sha256,
         voice: None,
+        passthrough: false,
+    })
+}
+
+/// [`convert`], except that an input that already is remoteproc firmware (it has a
+/// `.resource_table`) is passed through unchanged if it passes [`check::check`] for
+/// `opts.host` and `opts.profile`, as the kernel would check it at `start` (the daemon's
+/// default; `vpe-migrate` refuses such inputs).
+pub fn convert_or_pass_through(bytes: &[u8], opts: &Options) -> Result<Conversion> {
+    if sniff(bytes) == Format::Firmware {
+        passthrough(bytes, opts)
+    } else {
+        convert(bytes, opts)
+    }
+}
+
+/// An input that already is remoteproc firmware, unchanged: it must pass the kernel's rules
+/// for the target's byte order and profile, as the kernel would apply them at `start`.
+fn passthrough(bytes: &[u8], opts: &Options) -> Result<Conversion> {
+    let check_opts = check::Options {
+        host: opts.host,
+        profile: Some(opts.profile),
+        ..Default::default()
+    };
+    let loaded = check::check(bytes, &check_opts).map_err(|e| Error::Convert {
+        message: format!(
+            "this is remoteproc firmware (it has a .resource_table), to be installed unchanged, and the kernel would refuse it: {e}"
+        ),
+    })?;
+    let mut image = loaded.image.clone();
+    let e_entry = image.entry;
+    let entry = match &loaded.trampoline {
+        Some(t) => {
+            image.entry = t.target;
+            verify::EntryPath::Trampoline {
+                target: t.target,
+                ntcs: t.ntcs,
+                memsize: t.memsize,
+            }
+        }
+        None => verify::EntryPath::Direct { e_entry },
+    };
+    Ok(Conversion {
+        firmware: bytes.to_vec(),
+        legacy: image,
+        loaded,
+        // Nothing was converted: the image is compared with itself.
+        report: Report {
+            equivalent: true,
+            first_difference: None,
+            entry,
+            entry_ok: true,
+            compared_bytes: 0,
+            extra_bytes: 0,
+        },
+        input_sha256: sha256_hex(bytes),
+        voice: None,
+        passthrough: true,
     })
 }
 

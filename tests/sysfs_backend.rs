@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use vpe::remoteproc::sysfs::{
     check_firmware_name, sha256_hex, AttrIo, Recovery, Sysfs, SysfsOptions, EBUSY, EINVAL, ENOENT,
+    LOCK_FILE,
 };
 use vpe::remoteproc::{Backend, RprocState};
 
@@ -88,11 +89,13 @@ impl FakeKernel {
         self.lock().fail_starts = n;
     }
 
+    /// The firmware directory of `mips-cpu1`, without the instance lock.
     fn listing(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.firmware_dir.join(&self.subdir))
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != LOCK_FILE)
                     .collect()
             })
             .unwrap_or_default();
@@ -202,7 +205,7 @@ impl World {
         fs::create_dir_all(&fwdir).unwrap();
         let kernel = FakeKernel {
             firmware_dir: fwdir.clone(),
-            subdir: "vpe-compat".into(),
+            subdir: "vpe-compat/mips-cpu1".into(),
             inner: Arc::default(),
         };
         let class = root.join("class/remoteproc");
@@ -246,8 +249,9 @@ impl World {
         Sysfs::open_with_io(opts, Box::new(self.kernel.clone())).unwrap()
     }
 
+    /// The firmware directory of `mips-cpu1`.
     fn subdir(&self) -> PathBuf {
-        self.fwdir.join("vpe-compat")
+        self.fwdir.join("vpe-compat/mips-cpu1")
     }
 
     fn files(&self) -> Vec<String> {
@@ -274,7 +278,7 @@ fn firmware(fixture: &str) -> Vec<u8> {
 }
 
 fn name_of(sha: &str) -> String {
-    format!("vpe-compat/{sha}.elf")
+    format!("vpe-compat/mips-cpu1/{sha}.elf")
 }
 
 #[test]
@@ -725,4 +729,161 @@ fn a_refused_recovery_write_fails_the_open() {
         });
     }
     assert_eq!(recovery_writes(&w), 1);
+}
+
+/// The firmware directory swapped for a symlink to another directory, over and over, while
+/// installs run: every step of an install is relative to the directory descriptor opened at
+/// start-up, so nothing is ever written where the symlink points (path-based steps after an
+/// `O_NOFOLLOW` open of the directory wrote temp files there). Bounded: 1 000 installs.
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_install_gets_nothing_written_through_it() {
+    let w = World::new();
+    let s = w.open();
+    let dir = w.subdir();
+    let hidden = w.fwdir.join("hidden");
+    let outside = w.fwdir.join("outside");
+    fs::create_dir(&outside).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // One renameat2(RENAME_EXCHANGE) swaps the directory and a symlink to `outside`
+    // atomically, so the directory is never missing (the old installer re-created it).
+    std::os::unix::fs::symlink(&outside, &hidden).unwrap();
+    let swapper = {
+        let (stop, dir, hidden) = (stop.clone(), dir.clone(), hidden.clone());
+        std::thread::spawn(move || {
+            let exchange = || {
+                nix::fcntl::renameat2(
+                    nix::fcntl::AT_FDCWD,
+                    &dir,
+                    nix::fcntl::AT_FDCWD,
+                    &hidden,
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                )
+                .unwrap()
+            };
+            let mut swaps = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                exchange();
+                std::thread::yield_now();
+                exchange();
+                std::thread::yield_now();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let (mut ok, mut failed) = (0u32, 0u32);
+    for i in 0..1000u32 {
+        let bytes = i.to_le_bytes().repeat(64);
+        match s.install_firmware(&bytes, &sha256_hex(&bytes)) {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let swaps = swapper.join().unwrap();
+    let written: Vec<_> = fs::read_dir(w.fwdir.join("outside"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        written.is_empty(),
+        "{} files written through the symlink ({ok} installs ok, {failed} failed, {swaps} swaps): {written:?}",
+        written.len()
+    );
+    eprintln!("{ok} installs ok, {failed} refused, {swaps} swaps");
+    assert!(swaps > 0);
+}
+
+/// Two backends (two daemons) sharing one firmware directory, driving two instances: each
+/// has its own directory, so neither removes the other's running firmware (with one shared
+/// directory, each start removed the other's file as "superseded"). A second backend for the
+/// same instance is refused while the first lives, naming it; once it is gone, it opens.
+#[test]
+fn two_backends_sharing_a_firmware_directory_keep_to_their_own_instance() {
+    let w = World::new();
+    let mut cpu1 = w.open();
+    let mut dsp = w.open_with(SysfsOptions {
+        rproc_name: "other-dsp".into(),
+        ..w.opts()
+    });
+    let a = firmware("hello.be.o");
+    let b = firmware("features.be.o");
+    let out_a = cpu1.install_and_start(&a, &sha256_hex(&a)).unwrap();
+    let out_b = dsp.install_and_start(&b, &sha256_hex(&b)).unwrap();
+    assert_eq!(out_a.firmware, name_of(&sha256_hex(&a)));
+    assert_eq!(
+        out_b.firmware,
+        format!("vpe-compat/other-dsp/{}.elf", sha256_hex(&b))
+    );
+    // A new image on cpu1 supersedes only cpu1's old one.
+    let a2 = firmware("hello.le.o");
+    cpu1.install_and_start(&a2, &sha256_hex(&a2)).unwrap();
+    assert_eq!(w.kernel.state(&w.dev), RprocState::Running);
+    assert_eq!(w.kernel.state(&w.other), RprocState::Running);
+    assert_eq!(w.files(), vec![format!("{}.elf", sha256_hex(&a2))]);
+    let dsp_file = w.fwdir.join(&out_b.firmware);
+    assert_eq!(
+        fs::read(&dsp_file).unwrap(),
+        b,
+        "the other daemon's firmware"
+    );
+
+    // The same instance twice: refused with the holder's pid, nothing written.
+    let writes = w.kernel.writes().len();
+    let e = Sysfs::open_with_io(w.opts(), Box::new(w.kernel.clone())).unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(e.errno(), EBUSY, "{msg}");
+    assert!(
+        msg.starts_with(&format!("process {} (", std::process::id()))
+            && msg.contains(") already drives this instance (it holds the lock ")
+            && msg.contains("vpe-compat/mips-cpu1/.lock"),
+        "{msg}"
+    );
+    assert_eq!(w.kernel.writes().len(), writes);
+    assert_eq!(
+        fs::read_to_string(w.subdir().join(LOCK_FILE)).unwrap(),
+        format!("{}\n", std::process::id())
+    );
+    // Private: flock needs only read access, and anyone holding it would block the daemon.
+    let lock_meta = fs::metadata(w.subdir().join(LOCK_FILE)).unwrap();
+    assert_eq!(lock_meta.permissions().mode() & 0o777, 0o600);
+    drop(cpu1);
+    let cpu1 = w.open();
+    assert_eq!(cpu1.last_good(), Some(name_of(&sha256_hex(&a2)).as_str()));
+}
+
+/// Failed starts whose rollback failed too left their firmware behind, one file per attempt;
+/// now what is neither configured nor the rollback target is removed. A load that failed
+/// before its start (the open had stopped the program) restarts the last good firmware.
+#[test]
+fn failed_starts_do_not_pile_up_and_the_last_good_one_can_be_restarted() {
+    let w = World::new();
+    let mut s = w.open();
+    let good = firmware("hello.be.o");
+    let good_sha = sha256_hex(&good);
+    s.install_and_start(&good, &good_sha).unwrap();
+    for fixture in ["hello.le.o", "features.le.o", "features.be.o"] {
+        let new = firmware(fixture);
+        // The new image's start and the rollback's both fail.
+        w.kernel.fail_next_starts(2);
+        let e = s.install_and_start(&new, &sha256_hex(&new)).unwrap_err();
+        assert!(e.to_string().contains("also failed"), "{e}");
+        assert_eq!(w.kernel.firmware(&w.dev), name_of(&good_sha));
+        assert_eq!(
+            w.files(),
+            vec![format!("{good_sha}.elf")],
+            "after {fixture}"
+        );
+    }
+    assert_eq!(w.kernel.state(&w.dev), RprocState::Offline);
+    let restored = s.restart_last_good("installing X failed").unwrap().unwrap();
+    assert_eq!(restored.restored_firmware, name_of(&good_sha));
+    assert_eq!(restored.restored_state, RprocState::Running);
+    assert_eq!(restored.failed_error, "installing X failed");
+    assert_eq!(w.kernel.state(&w.dev), RprocState::Running);
+    // Something runs: nothing to restore, nothing written.
+    let n = w.kernel.writes().len();
+    assert_eq!(s.restart_last_good("again").unwrap(), None);
+    assert_eq!(w.kernel.writes().len(), n);
 }

@@ -99,6 +99,9 @@ pub struct Config {
     pub ntcs: u32,
     /// `flush` (i.e. `close()`) loads and reports the result as an errno.
     pub errors_on_close: bool,
+    /// Install an image that already is remoteproc firmware unchanged (if the kernel's rules
+    /// accept it) instead of refusing it.
+    pub passthrough: bool,
     /// Conversion options; `ntcs` is replaced by the current `ntcs` at each load.
     pub convert: ConvertOptions,
 }
@@ -110,6 +113,7 @@ impl Default for Config {
             max_tcs: 8,
             ntcs: 1,
             errors_on_close: false,
+            passthrough: true,
             // The device reproduces the old loader, so relocations mean what vpe.c made them
             // mean, bit for bit.
             convert: ConvertOptions {
@@ -390,8 +394,8 @@ impl Device {
     /// Current status, with the backend's state read now.
     pub fn status(&self) -> Status {
         let mut rp = lock(&self.rproc);
-        let state = match rp.backend.state() {
-            Ok(s) => s.as_str().to_string(),
+        let state = match rp.backend.state_text() {
+            Ok(s) => s,
             Err(e) => format!("unknown ({e})"),
         };
         rp.status.state = state;
@@ -446,6 +450,7 @@ impl Device {
         // input for the provenance note anyway), computed here otherwise.
         st.sha256 = None;
         st.image_size = Some(buf.len() as u64);
+        st.passthrough = false;
         // A failed load leaves nothing running and no shared pointer (vpe_release:
         // "if (ret < 0) v->shared_ptr = NULL").
         st.entry = None;
@@ -469,7 +474,11 @@ impl Device {
             ..self.cfg.convert.clone()
         };
         let t = Instant::now();
-        let conv = convert::convert(buf, &opts);
+        let conv = if self.cfg.passthrough {
+            convert::convert_or_pass_through(buf, &opts)
+        } else {
+            convert::convert(buf, &opts)
+        };
         st.timings.convert_us = micros(t.elapsed());
         let conv = match conv {
             Ok(c) => {
@@ -496,6 +505,12 @@ impl Device {
         for w in &st.warnings {
             warn!("{w}");
         }
+        st.passthrough = conv.passthrough;
+        if conv.passthrough {
+            info!(
+                "the image is remoteproc firmware that passes the kernel's rules: installing it unchanged (passthrough; ntcs does not apply)"
+            );
+        }
 
         let t = Instant::now();
         // The backend names the file after the firmware's own hash (it verifies it).
@@ -505,8 +520,22 @@ impl Device {
         let name = match installed {
             Ok(name) => name,
             Err(e) => {
-                error!("installing the firmware failed: {e}");
+                error!("{e}");
                 record_error(st, Phase::Install, &e.to_string(), None, libc::EIO);
+                // The open stopped the program, but its firmware is still installed.
+                match rp.backend.restart_last_good(&e.to_string()) {
+                    Ok(Some(r)) => {
+                        warn!(
+                            "restored {} (state {})",
+                            r.restored_firmware,
+                            r.restored_state.as_str()
+                        );
+                        st.firmware = Some(r.restored_firmware.clone());
+                        st.rollback = Some(r);
+                    }
+                    Ok(None) => {}
+                    Err(e2) => error!("restarting the previous firmware failed too: {e2}"),
+                }
                 return Err(Errno(libc::EIO));
             }
         };

@@ -95,6 +95,15 @@ struct Args {
     /// (default: --max-image).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     vpe1_mem: Option<u32>,
+    /// Byte order of the kernel that loads the firmware. Default: with `--backend sysfs` this
+    /// machine's (it must be); with the simulator either (it accepts both, a real kernel
+    /// one: `--host` makes it refuse the other with the kernel's message).
+    #[arg(long, value_enum, value_name = "ORDER")]
+    host: Option<HostOrder>,
+    /// Refuse an image that already is remoteproc firmware instead of installing it
+    /// unchanged.
+    #[arg(long)]
+    no_passthrough: bool,
     /// Test hook: the simulated remote processor refuses every start (-EBUSY).
     #[arg(long, hide = true)]
     sim_fail_start: bool,
@@ -102,6 +111,30 @@ struct Args {
     /// nothing. The other files work as usual.
     #[arg(long, hide = true)]
     bench_noop: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HostOrder {
+    Big,
+    Little,
+}
+
+impl HostOrder {
+    fn endian(self) -> vpe::elf::Endian {
+        match self {
+            HostOrder::Big => vpe::elf::Endian::Big,
+            HostOrder::Little => vpe::elf::Endian::Little,
+        }
+    }
+}
+
+/// The byte order this daemon runs in: the kernel's, when it drives the real remoteproc.
+fn machine_order() -> vpe::elf::Endian {
+    if cfg!(target_endian = "big") {
+        vpe::elf::Endian::Big
+    } else {
+        vpe::elf::Endian::Little
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,10 +195,20 @@ async fn run(args: Args) -> Result<(), String> {
     // Before anything is mounted: a SIGTERM right after READY=1 must unmount, not kill.
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let host = args.host.map(HostOrder::endian);
+    if let (BackendKind::Sysfs, Some(h)) = (args.backend, host) {
+        if h != machine_order() {
+            return Err(format!(
+                "--host {} with --backend sysfs: this machine's kernel is {}-endian, and remoteproc refuses firmware of the other byte order",
+                h.name(),
+                machine_order().name()
+            ));
+        }
+    }
     let backend: Box<dyn Backend> = match args.backend {
         BackendKind::Sim => {
             let sim = Sim::new(SimOptions {
-                host: None,
+                host,
                 profile: None,
                 fail_start: args.sim_fail_start,
             });
@@ -217,15 +260,14 @@ async fn run(args: Args) -> Result<(), String> {
             cfg = cfg.lantiq(addr, mem, true);
         }
     }
-    if args.backend == BackendKind::Sysfs {
-        // The daemon runs on the machine whose kernel loads the firmware: remoteproc refuses
-        // an ELF whose EI_DATA differs from the kernel's byte order.
-        cfg.convert.host = Some(if cfg!(target_endian = "big") {
-            vpe::elf::Endian::Big
-        } else {
-            vpe::elf::Endian::Little
-        });
-    }
+    cfg.passthrough = !args.no_passthrough;
+    // The daemon runs on the machine whose kernel loads the firmware: remoteproc refuses an
+    // ELF whose EI_DATA differs from the kernel's byte order. The simulator plays whichever
+    // kernel `--host` names (both byte orders without it).
+    cfg.convert.host = match args.backend {
+        BackendKind::Sysfs => Some(machine_order()),
+        BackendKind::Sim => host,
+    };
     let own = ownership(args.group.as_deref())?;
     let dev = Arc::new(Device::new(cfg, backend));
 
@@ -434,6 +476,9 @@ mod tests {
             "--bring-up",
             "--bind-dev",
             "/dev/vpe1",
+            "--host",
+            "big",
+            "--no-passthrough",
         ])
         .unwrap();
         assert_eq!(a.backend, BackendKind::Sysfs);
@@ -442,7 +487,8 @@ mod tests {
             a.max_image, 2_097_152,
             "P_SIZE with CONFIG_MIPS_VPE_LOADER_TOM"
         );
-        assert!(a.errors_on_close && a.no_rollback && a.bring_up);
+        assert!(a.errors_on_close && a.no_rollback && a.bring_up && a.no_passthrough);
+        assert_eq!(a.host, Some(HostOrder::Big));
         assert_eq!(a.relocs, RelocSemantics::Legacy);
     }
 }

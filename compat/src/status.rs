@@ -70,6 +70,8 @@ pub struct Status {
     pub sha256: Option<String>,
     /// Bytes of that image.
     pub image_size: Option<u64>,
+    /// That image already was remoteproc firmware and was installed unchanged.
+    pub passthrough: bool,
     /// `$a2` the next start passes.
     pub ntcs: u32,
     /// Successful and failed loads since the daemon started.
@@ -108,6 +110,12 @@ impl Status {
             "image_size",
             &self.image_size.map_or("-".to_string(), |n| n.to_string()),
         );
+        if self.passthrough {
+            line(
+                "passthrough",
+                "yes (remoteproc firmware installed unchanged)",
+            );
+        }
         line("ntcs", &self.ntcs.to_string());
         line("loads_ok", &self.loads_ok.to_string());
         line("loads_failed", &self.loads_failed.to_string());

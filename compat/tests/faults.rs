@@ -64,6 +64,7 @@ fn names(dir: &Path) -> Vec<String> {
     };
     let mut v: Vec<String> = rd
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != vpe::remoteproc::sysfs::LOCK_FILE)
         .collect();
     v.sort();
     v
@@ -78,7 +79,7 @@ fn kill_9_during_an_install_leaves_nothing_partial_and_a_restart_cleans_up() {
     let args = sysfs_args(&t);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut d = Daemon::start_env(&args, &[("VPE_TEST_INSTALL_PAUSE_MS", "20000")]);
-    let sub = t.fw.join("vpe-compat");
+    let sub = t.fw.join("vpe-compat/mips-cpu1");
     write_file(&d.path("vpe1"), &fixture_bytes("hello.le.o")).unwrap();
 
     // Wait until the install has its temp file written (and is paused before the rename).
@@ -158,13 +159,17 @@ fn a_full_firmware_filesystem_is_a_clear_error_and_keeps_the_previous_firmware()
         "cannot mount a tmpfs (root only)"
     );
     let _guard = Umount(t.fw.clone());
-    let sub = t.fw.join("vpe-compat");
-    std::fs::create_dir(&sub).unwrap();
+    let sub = t.fw.join("vpe-compat/mips-cpu1");
+    std::fs::create_dir_all(&sub).unwrap();
     // The previous firmware, named by the attribute.
     let prev = vec![0x5au8; 4096];
     let prev_name = format!("{}.elf", "ab".repeat(32));
     std::fs::write(sub.join(&prev_name), &prev).unwrap();
-    std::fs::write(t.dev.join("firmware"), format!("vpe-compat/{prev_name}\n")).unwrap();
+    std::fs::write(
+        t.dev.join("firmware"),
+        format!("vpe-compat/mips-cpu1/{prev_name}\n"),
+    )
+    .unwrap();
     // Fill the rest of the file system.
     let filler = t.fw.join("filler");
     {
@@ -198,7 +203,7 @@ fn a_full_firmware_filesystem_is_a_clear_error_and_keeps_the_previous_firmware()
     );
     assert_eq!(
         std::fs::read_to_string(t.dev.join("firmware")).unwrap(),
-        format!("vpe-compat/{prev_name}\n")
+        format!("vpe-compat/mips-cpu1/{prev_name}\n")
     );
 }
 
@@ -211,7 +216,7 @@ fn planted_symlinks_in_the_firmware_directory_redirect_nothing() {
     let args = sysfs_args(&t);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let d = Daemon::start(&args);
-    let sub = t.fw.join("vpe-compat");
+    let sub = t.fw.join("vpe-compat/mips-cpu1");
     let image = fixture_bytes("hello.le.o");
     // A first load tells the file name (the fake tree never runs it: `state` stays a file).
     write_file(&d.path("vpe1"), &image).unwrap();
@@ -260,4 +265,29 @@ fn planted_symlinks_in_the_firmware_directory_redirect_nothing() {
         "{err}"
     );
     assert!(names(&elsewhere).is_empty());
+}
+
+/// A `state` that reads no remoteproc word was shown as "invalid" (remoteproc's own word for
+/// an out-of-range state): `status` and the error now show the text as read, escaped. In this
+/// plain-file tree, writing `start` over `offline\n` leaves `startne\n`.
+#[test]
+fn a_state_that_is_no_remoteproc_word_is_shown_as_read() {
+    if !can_mount() {
+        return;
+    }
+    let t = tree();
+    let args = sysfs_args(&t);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = Daemon::start(&args);
+    write_file(&d.path("vpe1"), &fixture_bytes("hello.le.o")).unwrap();
+    let st = d.wait_loads(1);
+    assert!(st.contains("state: unknown (\"startne\")\n"), "{st}");
+    assert!(
+        st.contains("returned success but state reads unknown (\"startne\")"),
+        "{st}"
+    );
+    // Control characters are escaped, not passed to status readers.
+    std::fs::write(t.dev.join("state"), "weird\x1b[2J\n").unwrap();
+    let st = d.status();
+    assert!(st.contains("state: unknown (\"weird\\x1b[2J\")\n"), "{st}");
 }

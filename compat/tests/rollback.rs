@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 
 use support::fakesys::{AttrWrite, FakeSys, Fault, Op, Which};
 use support::*;
-use vpe::remoteproc::sysfs::sha256_hex;
+use vpe::remoteproc::sysfs::{sha256_hex, LOCK_FILE};
 use vpe::remoteproc::RprocState;
 
 const RPROC: &str = "mips-cpu1";
+/// Where the daemon installs firmware for it, relative to the firmware directory.
+const PREFIX: &str = "vpe-compat/mips-cpu1";
 
 /// Fields drop in declaration order: the daemon goes before the fake sysfs it uses.
 struct World {
@@ -61,15 +63,17 @@ fn world_on(mount: fn(&str, &Path) -> FakeSys, extra: &[&str]) -> World {
 }
 
 impl World {
+    /// The firmware directory of `mips-cpu1`.
     fn subdir(&self) -> PathBuf {
-        self.fw.path().join("vpe-compat")
+        self.fw.path().join(PREFIX)
     }
 
-    /// Files in the firmware subdirectory, sorted.
+    /// Files in the firmware directory of `mips-cpu1` (the instance lock aside), sorted.
     fn installed(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.subdir())
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != LOCK_FILE)
                     .collect()
             })
             .unwrap_or_default();
@@ -104,15 +108,15 @@ impl World {
     }
 }
 
-/// `vpe-compat/<sha256 of the content>.elf`, as sysfs.rs installs it.
+/// `vpe-compat/mips-cpu1/<sha256 of the content>.elf`, as sysfs.rs installs it.
 fn check_installed_name(path: &Path, name: &str) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(name, format!("vpe-compat/{}.elf", sha256_hex(&bytes)));
+    assert_eq!(name, format!("{PREFIX}/{}.elf", sha256_hex(&bytes)));
 }
 
 fn file_of(name: &str) -> String {
-    name.strip_prefix("vpe-compat/")
-        .unwrap_or_else(|| panic!("{name} is not in vpe-compat/"))
+    name.strip_prefix(&format!("{PREFIX}/"))
+        .unwrap_or_else(|| panic!("{name} is not in {PREFIX}/"))
         .to_string()
 }
 
@@ -196,6 +200,15 @@ fn a_refused_start_rolls_back_to_the_previous_firmware_through_a_real_mount() {
     assert_eq!(js["rollback"]["restored_firmware"], a.as_str(), "{js}");
     assert_eq!(js["rollback"]["restored_state"], "running", "{js}");
 
+    // The failure is logged once (the backend, its start sequence and the daemon each
+    // logged it before).
+    let log = w.d.log();
+    assert_eq!(
+        log.matches(r#"writing "start" to state failed: EINVAL"#)
+            .count(),
+        1,
+        "{log}"
+    );
     // A is kept (it runs, and recovery re-reads it); B, which never ran, is removed.
     assert_eq!(w.installed(), vec![file_of(&a)]);
     assert_eq!(std::fs::read(w.fw.path().join(&a)).unwrap(), a_bytes);
@@ -517,4 +530,205 @@ fn bring_up_hands_cpu1_to_the_mips_remoteproc_driver() {
     assert_eq!(sys.writes(), vec![], "nothing changed without --bring-up");
     assert_eq!(sys.mips_cpus(), Some((true, vec![])));
     assert!(!mounted(mnt.path()));
+}
+
+fn mount_tmpfs(at: &Path, size: &str) {
+    let o = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0755"),
+            "tmpfs",
+        ])
+        .arg(at)
+        .output()
+        .expect("mount");
+    assert!(o.status.success(), "mount tmpfs: {o:?}");
+}
+
+struct Umount(PathBuf);
+impl Drop for Umount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.0.as_path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A load whose install runs out of space (the firmware directory is a small tmpfs) used to
+/// leave the processor offline: the open of `vpe1` had stopped A, and A's firmware was still
+/// there. Now A is started again, `status` says so, and the failure is logged once.
+#[test]
+fn a_failed_install_restarts_the_last_good_firmware() {
+    if !can_mount() {
+        return;
+    }
+    let fw = tempfile::tempdir().unwrap();
+    mount_tmpfs(fw.path(), "256k");
+    let _umount = Umount(fw.path().to_path_buf());
+    let sys = FakeSys::mount(RPROC, fw.path());
+    let root = sys.root().display().to_string();
+    let fwdir = fw.path().display().to_string();
+    let d = Daemon::start(&[
+        "--backend",
+        "sysfs",
+        "--rproc",
+        RPROC,
+        "--sysfs-root",
+        &root,
+        "--firmware-dir",
+        &fwdir,
+    ]);
+    let w = World {
+        d,
+        sys,
+        fw,
+        startup_writes: Vec::new(),
+    };
+    w.sys.take_writes();
+    let a = w.load_a();
+    // Fill the file system.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(w.fw.path().join("filler")).unwrap();
+        while f.write_all(&[0u8; 4096]).and_then(|_| f.sync_all()).is_ok() {}
+    }
+    let st = w.load("features.le.o", 2);
+    let get = |k| field(&st, k).unwrap_or_else(|| panic!("no {k} in:\n{st}"));
+    assert_eq!(get("last_error_phase"), "install", "{st}");
+    assert!(
+        get("last_error").contains("No space left on device"),
+        "{st}"
+    );
+    assert_eq!(get("loads_failed"), "1", "{st}");
+    // A runs again: the open stopped it, the failed load started it again.
+    assert_eq!(
+        w.sys.take_writes(),
+        vec![
+            AttrWrite::ok("state", "stop"),
+            AttrWrite::ok("firmware", &a),
+            AttrWrite::ok("state", "start"),
+        ]
+    );
+    assert_eq!(w.sys.state(), RprocState::Running);
+    assert_eq!(w.sys.boots(), vec![a.clone(), a.clone()]);
+    assert_eq!(get("state"), "running", "{st}");
+    assert_eq!(get("firmware"), a, "{st}");
+    assert_eq!(get("rollback_restored_firmware"), a, "{st}");
+    assert_eq!(get("rollback_failed_error"), get("last_error"), "{st}");
+    assert_eq!(w.installed(), vec![file_of(&a)], "no temp file left");
+    // Said once, not "installing the firmware failed: installing firmware ... failed".
+    let log = w.d.log();
+    assert_eq!(log.matches("No space left on device").count(), 1, "{log}");
+    assert!(!log.contains("installing the firmware failed"), "{log}");
+}
+
+/// Two daemons for one remote processor: the second refuses to start, naming the first
+/// (its pid, from the instance lock), and changes nothing.
+#[test]
+fn a_second_daemon_for_the_same_instance_refuses_to_start() {
+    if !can_mount() {
+        return;
+    }
+    let w = world(&[]);
+    let a = w.load_a();
+    let mnt = tempfile::tempdir().unwrap();
+    let err = start_refused(
+        mnt.path(),
+        [
+            "--backend".as_ref(),
+            "sysfs".as_ref(),
+            "--rproc".as_ref(),
+            RPROC.as_ref(),
+            "--sysfs-root".as_ref(),
+            w.sys.root().as_os_str(),
+            "--firmware-dir".as_ref(),
+            w.fw.path().as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains(&format!(
+            "remoteproc mips-cpu1: process {} (vpe-compat) already drives this instance",
+            w.d.pid()
+        )) && err.contains("vpe-compat/mips-cpu1/.lock"),
+        "{err}"
+    );
+    assert_eq!(
+        w.sys.take_writes(),
+        vec![],
+        "the second daemon wrote to sysfs"
+    );
+    assert!(!mounted(mnt.path()));
+    assert_eq!(w.sys.state(), RprocState::Running);
+    assert_eq!(w.installed(), vec![file_of(&a)]);
+}
+
+/// Issue 14 point 16: a file that already is remoteproc firmware, written to `vpe1`, is
+/// installed and started unchanged when it passes the kernel's rules for this host's byte
+/// order and the profile; `status` and the log say so. `--no-passthrough` refuses it, and so
+/// does the check for the other byte order.
+#[test]
+fn remoteproc_firmware_written_to_vpe1_is_installed_unchanged() {
+    if !can_mount() {
+        return;
+    }
+    let convert = |fixture: &str| {
+        vpe::convert::convert(&fixture_bytes(fixture), &vpe::convert::Options::default()).unwrap()
+    };
+    let conv = convert("hello.le.o");
+    let w = world(&[]);
+    write_file(&w.d.path("vpe1"), &conv.firmware).unwrap();
+    let st = w.d.wait_loads(1);
+    let get = |st: &str, k: &str| {
+        field(st, k)
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {k} in:\n{st}"))
+    };
+    assert_eq!(get(&st, "loads_ok"), "1", "{st}\n{}", w.d.log());
+    assert_eq!(
+        get(&st, "passthrough"),
+        "yes (remoteproc firmware installed unchanged)",
+        "{st}"
+    );
+    let name = w.sys.firmware();
+    assert_eq!(w.sys.boots(), vec![name.clone()]);
+    assert_eq!(
+        std::fs::read(w.fw.path().join(&name)).unwrap(),
+        conv.firmware,
+        "installed byte for byte"
+    );
+    assert_eq!(get(&st, "sha256"), sha256_hex(&conv.firmware), "{st}");
+    // `entry` is __start, where the firmware's trampoline jumps.
+    assert_eq!(
+        get(&st, "entry"),
+        format!("{:#010x}", conv.legacy.entry),
+        "{st}"
+    );
+    assert!(
+        w.d.log().contains("installing it unchanged (passthrough"),
+        "{}",
+        w.d.log()
+    );
+
+    // The other byte order: the kernel's message, nothing installed or started.
+    let be = convert("hello.be.o");
+    write_file(&w.d.path("vpe1"), &be.firmware).unwrap();
+    let st = w.d.wait_loads(2);
+    assert_eq!(get(&st, "loads_failed"), "1", "{st}");
+    assert!(
+        get(&st, "last_error").contains("Unsupported firmware endianness"),
+        "{st}"
+    );
+    assert!(field(&st, "passthrough").is_none(), "{st}");
+    assert_eq!(w.sys.boots(), vec![name.clone()]);
+    drop(w);
+
+    let w = world(&["--no-passthrough"]);
+    write_file(&w.d.path("vpe1"), &conv.firmware).unwrap();
+    let st = w.d.wait_loads(1);
+    assert_eq!(get(&st, "loads_failed"), "1", "{st}");
+    assert!(
+        get(&st, "last_error").contains("input already has a .resource_table"),
+        "{st}"
+    );
+    assert_eq!(w.sys.boots(), Vec::<String>::new());
 }

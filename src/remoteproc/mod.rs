@@ -37,9 +37,15 @@ impl RprocState {
         }
     }
 
-    /// Parse what sysfs `state` reads (a trailing newline is accepted).
+    /// Parse what sysfs `state` reads (a trailing newline is accepted); any other text is
+    /// `Invalid` (say what was read with [`RprocState::from_word`] failing).
     pub fn parse(s: &str) -> RprocState {
-        match s.trim_end_matches('\n') {
+        RprocState::from_word(s.trim_end_matches('\n')).unwrap_or(RprocState::Invalid)
+    }
+
+    /// One of `rproc_state_string[]` exactly, or `None`.
+    pub fn from_word(s: &str) -> Option<RprocState> {
+        Some(match s {
             "offline" => RprocState::Offline,
             "suspended" => RprocState::Suspended,
             "running" => RprocState::Running,
@@ -47,8 +53,9 @@ impl RprocState {
             "deleted" => RprocState::Deleted,
             "attached" => RprocState::Attached,
             "detached" => RprocState::Detached,
-            _ => RprocState::Invalid,
-        }
+            "invalid" => RprocState::Invalid,
+            _ => return None,
+        })
     }
 }
 
@@ -81,6 +88,11 @@ pub trait Backend: Send {
     fn kind(&self) -> &'static str;
     /// Current state.
     fn state(&mut self) -> Result<RprocState>;
+    /// Current state for people (`status`): the word, or for text that is no remoteproc
+    /// state, `unknown ("<text as read, escaped>")`.
+    fn state_text(&mut self) -> Result<String> {
+        self.state().map(|s| s.as_str().to_string())
+    }
     /// Stop the running program; no-op (Ok) when already offline.
     fn stop(&mut self) -> Result<()>;
     /// Put `firmware` (sha256 `sha256`, lowercase hex, verified against the bytes) where the
@@ -100,4 +112,12 @@ pub trait Backend: Send {
     }
     /// Name of the firmware currently configured, if any.
     fn firmware_name(&mut self) -> Option<String>;
+    /// A load failed before its start (e.g. installing the firmware ran out of space) after
+    /// the open of `vpe1` had stopped the program: start the last good firmware again if
+    /// rollback is on, it is still installed and nothing runs. `Ok(None)`: nothing to do
+    /// (the simulator's install cannot fail, so it keeps this default).
+    fn restart_last_good(&mut self, failed_error: &str) -> Result<Option<Rollback>> {
+        let _ = failed_error;
+        Ok(None)
+    }
 }

@@ -303,6 +303,12 @@ impl Attrs for Sim {
     fn read_state(&mut self) -> Result<RprocState> {
         Ok(self.state)
     }
+    fn state_text(&mut self) -> String {
+        self.state.as_str().to_string()
+    }
+    fn log_target(&self) -> &'static str {
+        module_path!()
+    }
     fn write_state(&mut self, word: &str) -> Result<()> {
         Sim::write_state(self, word)
     }

@@ -3,10 +3,16 @@
 //!
 //! - The instance is found by reading every `class/remoteproc/*/name`, never by its number
 //!   (N comes from an IDA and is not stable).
-//! - Firmware goes to `<firmware_dir>/<subdir>/<sha256>.elf`: a temp file created with
-//!   `O_CREAT|O_EXCL|O_NOFOLLOW` in the subdirectory (itself checked not to be a symlink),
-//!   written, fsynced, renamed, directory fsynced. `firmware_class.path` is never touched. The
-//!   file stays after start because crash recovery re-reads it (`request_firmware` again).
+//! - Firmware goes to `<firmware_dir>/<subdir>/<rproc name>/<sha256>.elf`: one directory per
+//!   remote processor, so daemons driving different instances never touch each other's files.
+//!   That directory is opened once (`O_DIRECTORY|O_NOFOLLOW` for every component below
+//!   `firmware_dir`) and every later step is relative to that descriptor: `openat` of a temp
+//!   file with `O_CREAT|O_EXCL|O_NOFOLLOW`, write, `fsync`, `fstatat`, `renameat`, directory
+//!   `fsync`, `unlinkat`; a directory swapped for a symlink afterwards redirects nothing.
+//!   `firmware_class.path` is never touched. The file stays after start because crash recovery
+//!   re-reads it (`request_firmware` again).
+//! - One daemon per instance: an exclusive `flock` on `.lock` in that directory, held for the
+//!   backend's life (the holder's pid is written into it for the refusal message).
 //! - Start: read `state`; `stop` if not offline; write `firmware`; write `start`; read `state`
 //!   back. Each attribute write is one `write(2)` of the whole value: sysfs takes the first
 //!   write of an open file as the whole value.
@@ -16,16 +22,23 @@
 //! Attribute I/O goes through [`AttrIo`] so tests can put a fake kernel behind it (regular
 //! files cannot return errnos); [`RealAttrIo`] is the default.
 
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn};
+use log::{info, warn};
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, Flock, FlockArg, OFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 
 use super::{Backend, Rollback, RprocState, StartOutcome};
+use crate::elf::read::printable_name;
 use crate::error::{Error, Result};
 
 // errno values (include/uapi/asm-generic/errno-base.h; the same on every Linux architecture,
@@ -98,7 +111,8 @@ pub struct SysfsOptions {
     pub firmware_dir: PathBuf,
     /// The rproc's `name` attribute (e.g. `mips-cpu1`).
     pub rproc_name: String,
-    /// Our own subdirectory of `firmware_dir` (`vpe-compat`); relative, no `..`.
+    /// Our own subdirectory of `firmware_dir` (`vpe-compat`); relative, no `..`. Firmware of
+    /// this instance goes to its own `<subdir>/<rproc_name>/`.
     pub subdir: String,
     /// Start the previous good firmware again when a start fails.
     pub rollback: bool,
@@ -154,7 +168,15 @@ pub struct Sysfs {
     io: Box<dyn AttrIo>,
     /// The last firmware (name relative to `firmware_dir`) that reached `running`.
     last_good: Option<String>,
+    /// `<firmware_dir>/<subdir>/<rproc_name>`, opened at start-up: every file operation is
+    /// relative to it, never to its path.
+    dir: OwnedFd,
+    /// The exclusive lock on `.lock` in `dir`, held while this backend lives.
+    _lock: Flock<File>,
 }
+
+/// The instance lock's file name inside the instance directory.
+pub const LOCK_FILE: &str = ".lock";
 
 impl std::fmt::Debug for Sysfs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -255,6 +277,160 @@ fn check_subdir(subdir: &str) -> Result<()> {
         ));
     }
     check_firmware_name(subdir)
+}
+
+/// The rproc name becomes one directory name below the subdirectory: a single plain
+/// component (the kernel's names, `mips-cpu1`, always are).
+fn check_rproc_dir_name(rproc_name: &str) -> Result<()> {
+    let bad = rproc_name.is_empty()
+        || rproc_name == "."
+        || rproc_name == ".."
+        || rproc_name.len() > 255
+        || rproc_name
+            .chars()
+            .any(|c| c == '/' || c == '\0' || c.is_control());
+    if bad {
+        return Err(backend(
+            format!(
+                "remoteproc name \"{}\" refused: its firmware directory is named after it, so it must be one plain path component (no '/', not '.' or '..', printable, at most 255 bytes)",
+                printable_name(rproc_name.as_bytes())
+            ),
+            EINVAL,
+        ));
+    }
+    Ok(())
+}
+
+fn nix_errno(e: Errno) -> i32 {
+    e as i32
+}
+
+/// Create (mode 0755) and open `<firmware_dir>/<subdir>/<rproc_name>`. `firmware_dir` is the
+/// administrator's and may be reached through symlinks (`/lib` often is one); below it no
+/// component may be a symlink: it would redirect where the firmware goes.
+fn open_instance_dir(opts: &SysfsOptions) -> Result<OwnedFd> {
+    let root = &opts.firmware_dir;
+    let mut fd: OwnedFd = nix::fcntl::open(
+        root.as_path(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        backend(
+            format!("cannot open firmware directory {}: {e}", root.display()),
+            nix_errno(e),
+        )
+    })?;
+    let mut path = root.clone();
+    let comps = Path::new(&opts.subdir)
+        .components()
+        .map(|c| c.as_os_str())
+        .chain([OsStr::new(&opts.rproc_name)]);
+    for comp in comps {
+        path.push(comp);
+        match mkdirat(&fd, comp, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => {
+                return Err(backend(
+                    format!("cannot create {}: {e}", path.display()),
+                    nix_errno(e),
+                ))
+            }
+        }
+        let next = openat(
+            &fd,
+            comp,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
+        fd = match next {
+            Ok(next) => next,
+            Err(e) => {
+                let kind = fstatat(&fd, comp, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT);
+                let msg = match kind {
+                    Ok(SFlag::S_IFLNK) => format!(
+                        "{} is a symlink; refusing to install firmware through it",
+                        path.display()
+                    ),
+                    Ok(k) if k != SFlag::S_IFDIR => {
+                        format!("{} exists and is not a directory", path.display())
+                    }
+                    _ => format!("cannot open firmware directory {}: {e}", path.display()),
+                };
+                return Err(backend(msg, nix_errno(e)));
+            }
+        };
+    }
+    Ok(fd)
+}
+
+/// Take the instance lock (`flock(LOCK_EX|LOCK_NB)` on `.lock` in the instance directory) and
+/// write our pid into it. A second daemon for the same instance is refused, naming the holder.
+fn lock_instance(dir: &OwnedFd, dir_path: &Path) -> Result<Flock<File>> {
+    let path = dir_path.join(LOCK_FILE);
+    let fd = openat(
+        dir,
+        LOCK_FILE,
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| {
+        backend(
+            format!("cannot open the instance lock {}: {e}", path.display()),
+            nix_errno(e),
+        )
+    })?;
+    let file = File::from(fd);
+    // 0600 even if it existed: flock needs only read access, so a file others can open would
+    // let any user hold the lock and keep the daemon from starting.
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| {
+            backend(
+                format!("cannot make {} private: {e}", path.display()),
+                io_errno(&e),
+            )
+        })?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let pid = std::process::id();
+            // Who holds it, for the message a second daemon prints; the lock is what counts.
+            if let Err(e) = lock
+                .set_len(0)
+                .and_then(|()| lock.write_all(format!("{pid}\n").as_bytes()))
+            {
+                warn!("cannot write our pid into {}: {e}", path.display());
+            }
+            Ok(lock)
+        }
+        Err((mut f, Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let holder = match f
+                .read_to_string(&mut text)
+                .map(|_| text.trim().parse::<u32>())
+            {
+                Ok(Ok(pid)) => {
+                    // Its name too, when it can be read (the pid alone may be stale text).
+                    let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .map(|c| format!(" ({})", printable_name(c.trim_end().as_bytes())))
+                        .unwrap_or_default();
+                    format!("process {pid}{comm}")
+                }
+                _ => "another process".to_string(),
+            };
+            Err(backend(
+                format!(
+                    "{holder} already drives this instance (it holds the lock {}); one vpe-compat per remote processor: stop that one first",
+                    path.display()
+                ),
+                EBUSY,
+            ))
+        }
+        Err((_, e)) => Err(backend(
+            format!("cannot lock {}: {e}", path.display()),
+            nix_errno(e),
+        )),
+    }
 }
 
 /// Find `remoteprocN` under `<sysfs_root>/class/remoteproc` whose `name` reads `rproc_name`.
@@ -545,6 +721,13 @@ impl Sysfs {
     /// As [`Sysfs::open`] with another attribute I/O (tests: a fake kernel).
     pub fn open_with_io(opts: SysfsOptions, io: Box<dyn AttrIo>) -> Result<Sysfs> {
         check_subdir(&opts.subdir)?;
+        check_rproc_dir_name(&opts.rproc_name)?;
+        // The directory and the lock first: a second daemon for this instance must change
+        // nothing (no bring-up, no recovery write, no cleanup of the first one's temp files).
+        let dir = open_instance_dir(&opts)?;
+        let dir_path = opts.firmware_dir.join(&opts.subdir).join(&opts.rproc_name);
+        // Its message does not name the instance: the daemon prefixes every open error with it.
+        let lock = lock_instance(&dir, &dir_path)?;
         let dev = match find_instance(&opts.sysfs_root, &opts.rproc_name, io.as_ref()) {
             Ok(dev) => dev,
             Err(e) if opts.bring_up => {
@@ -568,8 +751,9 @@ impl Sysfs {
             dev,
             io,
             last_good: None,
+            dir,
+            _lock: lock,
         };
-        s.firmware_subdir()?;
         s.apply_recovery_policy()?;
         let removed = s.cleanup_stale_temp_files()?;
         if removed > 0 {
@@ -588,11 +772,13 @@ impl Sysfs {
             }
         }
         info!(
-            "remoteproc {}: using {} (state {:?}, firmware {:?})",
+            "remoteproc {}: using {} (state {}, firmware {:?}), firmware directory {}",
             s.opts.rproc_name,
             s.dev.display(),
-            s.read_state().ok().map(RprocState::as_str),
-            s.configured_firmware()
+            s.state_text()
+                .unwrap_or_else(|e| format!("unreadable ({e})")),
+            s.configured_firmware(),
+            s.subdir_path().display()
         );
         Ok(s)
     }
@@ -602,9 +788,25 @@ impl Sysfs {
         &self.dev
     }
 
-    /// `<firmware_dir>/<subdir>`.
+    /// `<firmware_dir>/<subdir>/<rproc_name>`: this instance's firmware directory.
     pub fn subdir_path(&self) -> PathBuf {
-        self.opts.firmware_dir.join(&self.opts.subdir)
+        self.opts
+            .firmware_dir
+            .join(&self.opts.subdir)
+            .join(&self.opts.rproc_name)
+    }
+
+    /// `<subdir>/<rproc_name>`: how firmware names written to `firmware` begin.
+    fn name_prefix(&self) -> String {
+        format!("{}/{}", self.opts.subdir, self.opts.rproc_name)
+    }
+
+    /// The file name in our directory of `name` (relative to `firmware_dir`), if it is one
+    /// of ours.
+    fn own_file<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(&self.name_prefix())
+            .and_then(|r| r.strip_prefix('/'))
+            .filter(|f| is_installed_name(f))
     }
 
     /// The options this instance was opened with.
@@ -618,15 +820,21 @@ impl Sysfs {
     }
 
     fn is_ours(&self, name: &str) -> bool {
-        name.strip_prefix(&self.opts.subdir)
-            .and_then(|r| r.strip_prefix('/'))
-            .is_some_and(is_installed_name)
+        self.own_file(name).is_some()
     }
 
     fn firmware_present(&self, name: &str) -> bool {
-        check_firmware_name(name).is_ok()
-            && fs::symlink_metadata(self.opts.firmware_dir.join(name))
-                .is_ok_and(|m| m.file_type().is_file())
+        if check_firmware_name(name).is_err() {
+            return false;
+        }
+        match self.own_file(name) {
+            Some(file) => fstatat(&self.dir, file, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| {
+                    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
+                }),
+            None => fs::symlink_metadata(self.opts.firmware_dir.join(name))
+                .is_ok_and(|m| m.file_type().is_file()),
+        }
     }
 
     /// Read an attribute of the instance (without the trailing newline).
@@ -638,17 +846,18 @@ impl Sysfs {
             .map_err(|e| self.read_failed(attr, &e))
     }
 
-    /// The error (logged) for a failed read of `attr`.
+    /// The error for a failed read of `attr`. Not logged here: the caller reports it (once;
+    /// `status` reads `state` on every open of the status files).
     fn read_failed(&self, attr: &str, e: &io::Error) -> Error {
         let msg = format!(
             "remoteproc {}: reading {attr} failed: {e}",
             self.opts.rproc_name
         );
-        error!("{msg}");
         backend(msg, io_errno(e))
     }
 
-    /// Write `value` to an attribute in one `write(2)`; the errno is explained in the error.
+    /// Write `value` to an attribute in one `write(2)`; the errno is explained in the error,
+    /// which the caller reports (it was logged here too, and then again by the daemon).
     pub fn write_attr(&self, attr: &str, value: &str) -> Result<()> {
         let path = self.dev.join(attr);
         self.io.write(&path, value).map_err(|e| {
@@ -671,7 +880,6 @@ impl Sysfs {
                 "remoteproc {}: writing \"{value}\" to {attr} failed: {why}",
                 self.opts.rproc_name
             );
-            error!("{msg}");
             backend(msg, errno)
         })
     }
@@ -708,9 +916,15 @@ impl Sysfs {
         Ok(())
     }
 
-    /// `state`, parsed.
+    /// `state`, parsed (a word that is no remoteproc state is `Invalid`).
     pub fn read_state(&self) -> Result<RprocState> {
         self.read_attr("state").map(|s| RprocState::parse(&s))
+    }
+
+    /// `state` for people: the word if it is one of remoteproc's, else `unknown ("<text>")`
+    /// with the text as read, escaped.
+    pub fn state_text(&self) -> Result<String> {
+        self.read_attr("state").map(|raw| show_state(&raw))
     }
 
     /// `firmware`, or `None` if unreadable or `unknown` (attached processors).
@@ -720,112 +934,79 @@ impl Sysfs {
             .filter(|s| !s.is_empty() && s != "unknown")
     }
 
-    /// Create `<firmware_dir>/<subdir>` if needed (mode 0755) and open it. No component of
-    /// the subdirectory may be a symlink: it would redirect where the firmware goes.
-    fn firmware_subdir(&self) -> Result<File> {
-        let mut path = self.opts.firmware_dir.clone();
-        for comp in Path::new(&self.opts.subdir).components() {
-            path.push(comp);
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(backend(
-                        format!(
-                            "{} is a symlink; refusing to install firmware through it",
-                            path.display()
-                        ),
-                        EINVAL,
-                    ));
-                }
-                Ok(m) if !m.is_dir() => {
-                    return Err(backend(
-                        format!("{} exists and is not a directory", path.display()),
-                        EEXIST,
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::DirBuilder::new()
-                        .mode(0o755)
-                        .create(&path)
-                        .or_else(|e| {
-                            // Lost a race with another creator: fine if it is a directory now
-                            // (checked again below by opening with O_NOFOLLOW).
-                            if e.kind() == io::ErrorKind::AlreadyExists {
-                                Ok(())
-                            } else {
-                                Err(backend(
-                                    format!("cannot create {}: {e}", path.display()),
-                                    io_errno(&e),
-                                ))
-                            }
-                        })?;
-                }
-                Err(e) => {
-                    return Err(backend(
-                        format!("cannot stat {}: {e}", path.display()),
-                        io_errno(&e),
-                    ))
-                }
+    /// Names in our directory (`.` and `..` aside).
+    fn list_dir(&self) -> io::Result<Vec<String>> {
+        let mut d = nix::dir::Dir::openat(
+            &self.dir,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut names = Vec::new();
+        for entry in d.iter() {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != "." && name != ".." {
+                names.push(name);
             }
         }
-        // O_NOFOLLOW|O_DIRECTORY: fails if a symlink was swapped in since the lstat above.
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| {
-                backend(
-                    format!(
-                        "cannot open firmware directory {} (not a plain directory?): {e}",
-                        path.display()
-                    ),
-                    io_errno(&e),
-                )
-            })
+        Ok(names)
     }
 
-    /// Remove `*.tmp` entries (left by an interrupted install) from the subdirectory.
-    /// Returns how many were removed. A symlink is removed, never followed.
+    /// Whether `file` in our directory is a directory (never following a symlink).
+    fn is_dir_entry(&self, file: &str) -> bool {
+        fstatat(&self.dir, file, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+    }
+
+    /// Remove `*.tmp` entries (left by an interrupted install) from our directory. Returns
+    /// how many were removed. A symlink is removed, never followed.
     pub fn cleanup_stale_temp_files(&self) -> Result<usize> {
-        let dir = self.subdir_path();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => {
-                return Err(backend(
-                    format!("cannot list {}: {e}", dir.display()),
-                    io_errno(&e),
-                ))
-            }
-        };
+        let names = self.list_dir().map_err(|e| {
+            backend(
+                format!("cannot list {}: {e}", self.subdir_path().display()),
+                io_errno(&e),
+            )
+        })?;
         let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if !name.to_string_lossy().ends_with(".tmp") {
+        for name in names.iter().filter(|n| n.ends_with(".tmp")) {
+            if self.is_dir_entry(name) {
                 continue;
             }
-            let path = entry.path();
-            let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-            if is_dir {
-                continue;
-            }
-            match fs::remove_file(&path) {
+            match unlinkat(&self.dir, name.as_str(), UnlinkatFlags::NoRemoveDir) {
                 Ok(()) => removed += 1,
-                Err(e) => warn!("cannot remove stale temp file {}: {e}", path.display()),
+                Err(e) => warn!(
+                    "cannot remove stale temp file {}: {e}",
+                    self.subdir_path().join(name).display()
+                ),
             }
         }
         Ok(removed)
     }
 
-    /// Install `bytes` as `<subdir>/<sha>.elf` atomically; returns that name (what is written
-    /// to `firmware`). A file of that name already there is replaced (rename never follows a
-    /// symlink at the target).
+    /// The path of our directory must still lead to the directory we opened, or the kernel
+    /// (which resolves the path) would look for the firmware somewhere else.
+    fn check_dir_in_place(&self) -> io::Result<()> {
+        let ours = fstat(&self.dir)?;
+        let there = fs::metadata(self.subdir_path())?;
+        if there.dev() != ours.st_dev as u64 || there.ino() != ours.st_ino as u64 {
+            return Err(io::Error::other(format!(
+                "{} is no longer the directory this daemon opened at start-up (replaced or moved); the kernel would not find the firmware: restart the daemon",
+                self.subdir_path().display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Install `bytes` as `<subdir>/<rproc_name>/<sha>.elf` atomically; returns that name
+    /// (what is written to `firmware`). A file of that name already there is replaced
+    /// (`renameat` never follows a symlink at the target). Every step is relative to the
+    /// directory descriptor opened at start-up.
     pub fn install_firmware(&self, bytes: &[u8], sha: &str) -> Result<String> {
         check_content(bytes, sha)?;
         let file = format!("{sha}.elf");
-        let name = format!("{}/{file}", self.opts.subdir);
+        let name = format!("{}/{file}", self.name_prefix());
         check_firmware_name(&name)?;
-        let dir_handle = self.firmware_subdir()?;
         let dir = self.subdir_path();
         let pid = std::process::id();
 
@@ -833,25 +1014,35 @@ impl Sysfs {
         // fail (never followed), and we try the next name.
         let mut created = None;
         for n in 0..64u32 {
-            let tmp = dir.join(format!(".{file}.{pid}.{n}.tmp"));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)
-            {
-                Ok(f) => {
-                    created = Some((tmp, f));
+            let tmp = format!(".{file}.{pid}.{n}.tmp");
+            match openat(
+                &self.dir,
+                tmp.as_str(),
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            ) {
+                Ok(fd) => {
+                    created = Some((tmp, File::from(fd)));
                     break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    warn!("{} already exists; not touching it", tmp.display());
+                Err(Errno::EEXIST) => {
+                    warn!(
+                        "{} already exists; not touching it",
+                        dir.join(&tmp).display()
+                    );
                 }
                 Err(e) => {
                     return Err(backend(
-                        format!("cannot create temp file {}: {e}", tmp.display()),
-                        io_errno(&e),
+                        format!(
+                            "installing firmware {} failed: cannot create temp file {}: {e}",
+                            dir.join(&file).display(),
+                            dir.join(&tmp).display()
+                        ),
+                        nix_errno(e),
                     ))
                 }
             }
@@ -873,28 +1064,44 @@ impl Sysfs {
             f.write_all(bytes)?;
             test_pause_in_install();
             f.sync_all()?;
-            // The path must still name the file we wrote (nobody swapped it).
-            let ours = f.metadata()?;
-            let there = fs::symlink_metadata(&tmp)?;
-            if !there.file_type().is_file()
-                || there.ino() != ours.ino()
-                || there.dev() != ours.dev()
+            // The name must still be the file we wrote (nobody swapped it).
+            let ours = fstat(&f)?;
+            let there = fstatat(
+                &self.dir,
+                tmp.as_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+            if SFlag::from_bits_truncate(there.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG
+                || there.st_ino != ours.st_ino
+                || there.st_dev != ours.st_dev
             {
                 return Err(io::Error::other(
                     "temp file was replaced while being written",
                 ));
             }
-            fs::rename(&tmp, dir.join(&file))?;
-            dir_handle.sync_all()
+            renameat(&self.dir, tmp.as_str(), &self.dir, file.as_str())?;
+            nix::unistd::fsync(&self.dir)?;
+            Ok(())
         };
         if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            let msg = format!(
-                "installing firmware {} failed: {e}",
-                dir.join(&file).display()
-            );
-            error!("{msg}");
-            return Err(backend(msg, io_errno(&e)));
+            let _ = unlinkat(&self.dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            // The caller logs it (once).
+            return Err(backend(
+                format!(
+                    "installing firmware {} failed: {e}",
+                    dir.join(&file).display()
+                ),
+                io_errno(&e),
+            ));
+        }
+        if let Err(e) = self.check_dir_in_place() {
+            return Err(backend(
+                format!(
+                    "installing firmware {} failed: {e}",
+                    dir.join(&file).display()
+                ),
+                io_errno(&e),
+            ));
         }
         info!(
             "installed {} ({} bytes)",
@@ -904,30 +1111,21 @@ impl Sysfs {
         Ok(name)
     }
 
-    /// Delete installed firmware files other than `keep` (the configured one, which is also
-    /// the next rollback target).
-    fn remove_superseded(&self, keep: &str) {
-        let Some(keep_file) = keep
-            .strip_prefix(&self.opts.subdir)
-            .and_then(|r| r.strip_prefix('/'))
-        else {
+    /// Delete installed firmware files of ours other than those named in `keep` (names
+    /// relative to `firmware_dir`: the configured one, the rollback target).
+    fn remove_superseded(&self, keep: &[&str]) {
+        let keep: Vec<&str> = keep.iter().filter_map(|k| self.own_file(k)).collect();
+        let Ok(names) = self.list_dir() else {
             return;
         };
-        let dir = self.subdir_path();
-        let Ok(entries) = fs::read_dir(&dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == keep_file || !is_installed_name(&name) {
+        for name in names {
+            if keep.contains(&name.as_str()) || !is_installed_name(&name) {
                 continue;
             }
-            match fs::remove_file(entry.path()) {
-                Ok(()) => info!("removed superseded firmware {}", entry.path().display()),
-                Err(e) => warn!(
-                    "cannot remove superseded firmware {}: {e}",
-                    entry.path().display()
-                ),
+            let path = self.subdir_path().join(&name);
+            match unlinkat(&self.dir, name.as_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) => info!("removed superseded firmware {}", path.display()),
+                Err(e) => warn!("cannot remove superseded firmware {}: {e}", path.display()),
             }
         }
     }
@@ -944,13 +1142,31 @@ fn test_pause_in_install() {
     }
 }
 
+/// `state` as read, for messages: the word if it is one of remoteproc's, else
+/// `unknown ("<text>")` with the text escaped (a kernel or fake we do not know).
+pub(crate) fn show_state(raw: &str) -> String {
+    let raw = raw.strip_suffix('\n').unwrap_or(raw);
+    match RprocState::from_word(raw) {
+        Some(st) => st.as_str().to_string(),
+        None => format!(
+            "unknown (\"{}\")",
+            printable_name(raw.as_bytes()).replace('"', "\\\"")
+        ),
+    }
+}
+
 /// The sysfs view of a remote processor that the start sequence needs; implemented by the
 /// real sysfs backend and by the simulator, so both follow exactly the same sequence.
 pub(crate) trait Attrs {
     fn read_state(&mut self) -> Result<RprocState>;
+    /// `state` for messages (see [`show_state`]); read again, only on failure paths.
+    fn state_text(&mut self) -> String;
     fn write_state(&mut self, word: &str) -> Result<()>;
     fn write_firmware(&mut self, name: &str) -> Result<()>;
     fn firmware_present(&self, name: &str) -> bool;
+    /// The log target of the backend's lines (`vpe::remoteproc::sim` or `...::sysfs`): the
+    /// shared sequence logs under the backend that runs it.
+    fn log_target(&self) -> &'static str;
 }
 
 /// Stop unless offline (no-op then: `stop` on an offline rproc is EINVAL in sysfs).
@@ -965,8 +1181,8 @@ pub(crate) fn stop_if_needed<A: Attrs + ?Sized>(a: &mut A) -> Result<()> {
         // `stop` only drops a power reference when others hold one (remoteproc_core.c).
         return Err(backend(
             format!(
-                "state reads \"{}\" after stop (was \"{}\"); another user may hold the processor",
-                after.as_str(),
+                "state reads {} after stop (was {}); another user may hold the processor",
+                a.state_text(),
                 st.as_str()
             ),
             EBUSY,
@@ -986,7 +1202,7 @@ fn configure_and_start<A: Attrs + ?Sized>(a: &mut A, name: &str) -> Result<Rproc
     match a.write_firmware(name) {
         // Someone started it between our read and write: stop once more and retry.
         Err(e) if e.errno() == EBUSY => {
-            warn!("{e}; stopping and retrying");
+            warn!(target: a.log_target(), "{e}; stopping and retrying");
             stop_if_needed(a)?;
             a.write_firmware(name)?;
         }
@@ -999,8 +1215,8 @@ fn configure_and_start<A: Attrs + ?Sized>(a: &mut A, name: &str) -> Result<Rproc
     if st != RprocState::Running {
         return Err(backend(
             format!(
-                "start of {name} returned success but state reads \"{}\"",
-                st.as_str()
+                "start of {name} returned success but state reads {}",
+                a.state_text()
             ),
             EIO,
         ));
@@ -1019,9 +1235,10 @@ pub(crate) fn start_sequence<A: Attrs + ?Sized>(
     // A stop that fails changes nothing: the previous firmware stays configured (and running),
     // so there is nothing to roll back; report the stop failure alone.
     stop_if_needed(a)?;
+    let target = a.log_target();
     let err = match configure_and_start(a, name) {
         Ok(state) => {
-            info!("{name} is running");
+            info!(target: target, "{name} is running");
             return Ok(StartOutcome {
                 firmware: name.to_string(),
                 state,
@@ -1030,18 +1247,19 @@ pub(crate) fn start_sequence<A: Attrs + ?Sized>(
         }
         Err(e) => e,
     };
-    let target = previous.filter(|p| *p != name && a.firmware_present(p));
-    let Some(prev) = target.filter(|_| rollback) else {
-        if let (Some(p), false) = (target, rollback) {
-            warn!("start of {name} failed; not rolling back to {p} (rollback disabled)");
+    let candidate = previous.filter(|p| *p != name && a.firmware_present(p));
+    let Some(prev) = candidate.filter(|_| rollback) else {
+        if let (Some(p), false) = (candidate, rollback) {
+            warn!(target: target, "start of {name} failed; not rolling back to {p} (rollback disabled)");
         }
         return Err(err);
     };
-    warn!("start of {name} failed: {err}; rolling back to {prev}");
+    // The failure itself is the caller's to report, with the outcome of the rollback.
+    warn!(target: target, "start of {name} failed; rolling back to {prev}");
     let failed_state = a.read_state().unwrap_or(RprocState::Invalid);
     match start_one(a, prev) {
         Ok(restored_state) => {
-            info!("rolled back: {prev} is running again");
+            info!(target: target, "rolled back: {prev} is running again");
             Ok(StartOutcome {
                 firmware: name.to_string(),
                 state: failed_state,
@@ -1052,17 +1270,50 @@ pub(crate) fn start_sequence<A: Attrs + ?Sized>(
                 }),
             })
         }
-        Err(e2) => {
-            let msg = format!("{err}; rollback to {prev} also failed: {e2}");
-            error!("{msg}");
-            Err(backend(msg, err.errno()))
-        }
+        Err(e2) => Err(backend(
+            format!("{err}; rollback to {prev} also failed: {e2}"),
+            err.errno(),
+        )),
     }
+}
+
+/// After a load failed before its start (the install ran out of space, say): the open of
+/// `vpe1` stopped the program, but its firmware is still there. Start `previous` again if
+/// rollback is on, it is still installed and nothing runs; `Ok(None)` when there is nothing
+/// to do.
+pub(crate) fn restart_previous<A: Attrs + ?Sized>(
+    a: &mut A,
+    previous: Option<&str>,
+    rollback: bool,
+    failed_error: &str,
+) -> Result<Option<Rollback>> {
+    let Some(prev) = previous.filter(|p| rollback && a.firmware_present(p)) else {
+        return Ok(None);
+    };
+    if a.read_state()? != RprocState::Offline {
+        return Ok(None);
+    }
+    let target = a.log_target();
+    // The failure itself is the caller's to report (once).
+    warn!(target: target, "the load failed before its start; starting {prev} again");
+    let restored_state = configure_and_start(a, prev)?;
+    info!(target: target, "restored: {prev} is running again");
+    Ok(Some(Rollback {
+        failed_error: failed_error.to_string(),
+        restored_firmware: prev.to_string(),
+        restored_state,
+    }))
 }
 
 impl Attrs for Sysfs {
     fn read_state(&mut self) -> Result<RprocState> {
         Sysfs::read_state(self)
+    }
+    fn state_text(&mut self) -> String {
+        Sysfs::state_text(self).unwrap_or_else(|e| format!("unreadable ({e})"))
+    }
+    fn log_target(&self) -> &'static str {
+        module_path!()
     }
     fn write_state(&mut self, word: &str) -> Result<()> {
         self.write_attr("state", word)
@@ -1097,14 +1348,37 @@ impl Backend for Sysfs {
     fn start(&mut self, name: &str) -> Result<StartOutcome> {
         let previous = self.last_good.clone();
         let rollback = self.opts.rollback;
-        let outcome = start_sequence(self, name, previous.as_deref(), rollback)?;
+        let outcome = match start_sequence(self, name, previous.as_deref(), rollback) {
+            Ok(o) => o,
+            Err(e) => {
+                // Keep what is configured (recovery and the next start read it) and the
+                // rollback target; a failed image that is neither would pile up otherwise
+                // (every failed start whose rollback failed too left one). If `firmware`
+                // cannot be read, remove nothing.
+                if let Ok(configured) = self.read_attr("firmware") {
+                    let keep = [Some(configured.as_str()), previous.as_deref()];
+                    self.remove_superseded(&keep.into_iter().flatten().collect::<Vec<_>>());
+                }
+                return Err(e);
+            }
+        };
         let running = match &outcome.rolled_back {
             Some(r) => r.restored_firmware.clone(),
             None => outcome.firmware.clone(),
         };
-        self.remove_superseded(&running);
+        self.remove_superseded(&[&running]);
         self.last_good = Some(running);
         Ok(outcome)
+    }
+
+    fn restart_last_good(&mut self, failed_error: &str) -> Result<Option<Rollback>> {
+        let previous = self.last_good.clone();
+        let rollback = self.opts.rollback;
+        restart_previous(self, previous.as_deref(), rollback, failed_error)
+    }
+
+    fn state_text(&mut self) -> Result<String> {
+        Sysfs::state_text(self)
     }
 
     fn firmware_name(&mut self) -> Option<String> {
@@ -1133,6 +1407,22 @@ mod tests {
         assert!(check_subdir("a/../b").is_err());
         assert!(check_subdir("/abs").is_err());
         assert!(check_subdir("").is_err());
+    }
+
+    #[test]
+    fn rproc_names_are_one_plain_component_and_states_are_shown_as_read() {
+        assert!(check_rproc_dir_name("mips-cpu1").is_ok());
+        for bad in ["", ".", "..", "a/b", "../x", "a\nb", &"x".repeat(256)] {
+            assert_eq!(
+                check_rproc_dir_name(bad).map_err(|e| e.errno()),
+                Err(EINVAL),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(show_state("running\n"), "running");
+        assert_eq!(show_state("invalid"), "invalid");
+        assert_eq!(show_state("startne\n"), r#"unknown ("startne")"#);
+        assert_eq!(show_state("a\"b\x07"), r#"unknown ("a\"b\x07")"#);
     }
 
     #[test]
