@@ -236,7 +236,7 @@ impl Filesystem for VpeFs {
 
     async fn write(
         &self,
-        _req: Request,
+        req: Request,
         inode: u64,
         fh: u64,
         _offset: u64,
@@ -253,9 +253,9 @@ impl Filesystem for VpeFs {
         // block_in_place (a worker hand-off, tens of µs) is for writes that may wait on a
         // load (kill stops the processor).
         let n = if self.node(inode)? == Node::Vpe1 {
-            self.dev.write(fh, data)
+            self.dev.write(fh, data, req.pid)
         } else {
-            block_in_place(|| self.dev.write(fh, data))
+            block_in_place(|| self.dev.write(fh, data, req.pid))
         }
         .map_err(errno)?;
         Ok(ReplyWrite {
@@ -299,11 +299,11 @@ impl Filesystem for VpeFs {
         block_in_place(|| self.dev.fsync(fh)).map_err(errno)
     }
 
-    async fn flush(&self, _req: Request, _inode: u64, fh: u64, _lock_owner: u64) -> Result<()> {
+    async fn flush(&self, req: Request, _inode: u64, fh: u64, _lock_owner: u64) -> Result<()> {
         if self.is_noop(fh) {
             return Ok(());
         }
-        block_in_place(|| self.dev.flush(fh)).map_err(errno)
+        block_in_place(|| self.dev.flush(fh, req.pid)).map_err(errno)
     }
 
     async fn opendir(&self, _req: Request, inode: u64, _flags: u32) -> Result<ReplyOpen> {

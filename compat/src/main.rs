@@ -3,13 +3,15 @@
 
 mod device;
 mod fuse;
+mod loglimit;
 mod status;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::{Parser, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 use fuse3::raw::{MountHandle, Session};
 use fuse3::MountOptions;
 use log::{error, info, warn};
@@ -61,10 +63,17 @@ struct Args {
     #[arg(long)]
     bring_up: bool,
     /// Image size limit per open (vpe.c P_SIZE; 2097152 for CONFIG_MIPS_VPE_LOADER_TOM set-ups).
-    #[arg(long, value_name = "BYTES", default_value_t = device::P_SIZE)]
+    #[arg(long, value_name = "BYTES", default_value_t = device::P_SIZE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_image: usize,
+    /// Bytes all open vpe1 files may buffer together; a write past it fails with ENOMEM
+    /// (default: 4 times the image limit).
+    #[arg(long, value_name = "BYTES",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_buffered: Option<usize>,
     /// Largest value `ntcs` accepts (hw_tcs - tclimit on the old kernel).
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
     max_tcs: u32,
     /// Initial `ntcs` ($a2 at start).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -95,6 +104,10 @@ struct Args {
     /// (default: --max-image).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     vpe1_mem: Option<u32>,
+    /// `--entry __start` (with --kernel lantiq): start at __start even where the Lantiq
+    /// loader's quirk (vpe_shared missing) would start at KSEG1(vpe1_load_addr).
+    #[arg(long, value_name = "SYMBOL", value_parser = ["__start"])]
+    entry: Option<String>,
     /// Test hook: the simulated remote processor refuses every start (-EBUSY).
     #[arg(long, hide = true)]
     sim_fail_start: bool,
@@ -140,8 +153,11 @@ fn parse_u32(s: &str) -> Result<u32, String> {
 
 fn main() {
     vpe::memory::reuse_freed_memory();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    // Usage errors exit 2 with clap's message and usage, like the parser's own.
+    let cfg = config(&args).unwrap_or_else(|e| usage_error(e));
+    let own = ownership(args.group.as_deref()).unwrap_or_else(|e| usage_error(e));
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -152,13 +168,78 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(run(args)) {
+    if let Err(e) = rt.block_on(run(args, cfg, own)) {
         error!("{e}");
         std::process::exit(1);
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// A usage error: clap's format and exit status 2, like the parser's own errors.
+fn usage_error(msg: String) -> ! {
+    Args::command()
+        .error(ErrorKind::ValueValidation, msg)
+        .exit()
+}
+
+/// The device's settings from the flags; `Err` is a usage error.
+fn config(args: &Args) -> Result<Config, String> {
+    let mut cfg = Config {
+        max_image: args.max_image,
+        max_tcs: args.max_tcs,
+        errors_on_close: args.errors_on_close,
+        ..Config::default()
+    };
+    if args.ntcs == 0 || args.ntcs > args.max_tcs {
+        return Err(format!(
+            "--ntcs {} must be in 1..={} (--max-tcs)",
+            args.ntcs, args.max_tcs
+        ));
+    }
+    cfg.ntcs = args.ntcs;
+    cfg.convert.base = args.base;
+    cfg.convert.semantics = args.relocs;
+    match (args.kernel, args.vpe1_load_addr) {
+        (LoaderKernel::Mainline, _) if args.entry.is_some() => {
+            return Err(
+                "--entry __start only changes the Lantiq loader's fallback (use it with --kernel lantiq)".into(),
+            );
+        }
+        (LoaderKernel::Mainline, _) => {}
+        (LoaderKernel::Lantiq, None) => {
+            return Err("--kernel lantiq needs --vpe1-load-addr ADDR".into());
+        }
+        (LoaderKernel::Lantiq, Some(addr)) => {
+            if args.base.is_some_and(|b| b != addr) {
+                return Err("--base contradicts --vpe1-load-addr with --kernel lantiq".into());
+            }
+            let mem = args
+                .vpe1_mem
+                .unwrap_or(u32::try_from(args.max_image).unwrap_or(u32::MAX));
+            cfg = cfg.lantiq(addr, mem, args.entry.is_none());
+        }
+    }
+    cfg.max_buffered = args
+        .max_buffered
+        .unwrap_or(cfg.max_image.saturating_mul(device::BUFFERED_IMAGES));
+    if cfg.max_buffered < cfg.max_image {
+        return Err(format!(
+            "--max-buffered {} is smaller than the image limit {}: no image could be written whole",
+            cfg.max_buffered, cfg.max_image
+        ));
+    }
+    if args.backend == BackendKind::Sysfs {
+        // The daemon runs on the machine whose kernel loads the firmware: remoteproc refuses
+        // an ELF whose EI_DATA differs from the kernel's byte order.
+        cfg.convert.host = Some(if cfg!(target_endian = "big") {
+            vpe::elf::Endian::Big
+        } else {
+            vpe::elf::Endian::Little
+        });
+    }
+    Ok(cfg)
+}
+
+async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     // Before anything is mounted: a SIGTERM right after READY=1 must unmount, not kill.
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -187,46 +268,6 @@ async fn run(args: Args) -> Result<(), String> {
             Box::new(Sysfs::open(opts).map_err(|e| format!("remoteproc {}: {e}", args.rproc))?)
         }
     };
-    let mut cfg = Config {
-        max_image: args.max_image,
-        max_tcs: args.max_tcs,
-        errors_on_close: args.errors_on_close,
-        ..Config::default()
-    };
-    if args.ntcs == 0 || args.ntcs > args.max_tcs {
-        return Err(format!(
-            "--ntcs {} must be in 1..={}",
-            args.ntcs, args.max_tcs
-        ));
-    }
-    cfg.ntcs = args.ntcs;
-    cfg.convert.base = args.base;
-    cfg.convert.semantics = args.relocs;
-    match (args.kernel, args.vpe1_load_addr) {
-        (LoaderKernel::Mainline, _) => {}
-        (LoaderKernel::Lantiq, None) => {
-            return Err("--kernel lantiq needs --vpe1-load-addr ADDR".into());
-        }
-        (LoaderKernel::Lantiq, Some(addr)) => {
-            if args.base.is_some_and(|b| b != addr) {
-                return Err("--base contradicts --vpe1-load-addr with --kernel lantiq".into());
-            }
-            let mem = args
-                .vpe1_mem
-                .unwrap_or(u32::try_from(args.max_image).unwrap_or(u32::MAX));
-            cfg = cfg.lantiq(addr, mem, true);
-        }
-    }
-    if args.backend == BackendKind::Sysfs {
-        // The daemon runs on the machine whose kernel loads the firmware: remoteproc refuses
-        // an ELF whose EI_DATA differs from the kernel's byte order.
-        cfg.convert.host = Some(if cfg!(target_endian = "big") {
-            vpe::elf::Endian::Big
-        } else {
-            vpe::elf::Endian::Little
-        });
-    }
-    let own = ownership(args.group.as_deref())?;
     let dev = Arc::new(Device::new(cfg, backend));
 
     cleanup_stale_mount(&args.mount);
@@ -239,11 +280,12 @@ async fn run(args: Args) -> Result<(), String> {
     .await
     .map_err(|e| format!("mount on {}: {e}", args.mount.display()))?;
     info!(
-        "vpe-compat {} on {} (backend {}, limit {} bytes)",
+        "vpe-compat {} on {} (backend {}, limit {} bytes per image, {} buffered)",
         env!("CARGO_PKG_VERSION"),
         args.mount.display(),
         dev.status().backend,
-        dev.max_image()
+        dev.max_image(),
+        dev.max_buffered()
     );
     let mut dev_handle = None;
     if let Some(path) = &args.bind_dev {

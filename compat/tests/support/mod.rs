@@ -9,7 +9,7 @@ pub mod fakesys;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -240,4 +240,37 @@ pub fn hostile_cases() -> Vec<(String, Vec<u8>)> {
             (n, std::fs::read(&p).unwrap())
         })
         .collect()
+}
+
+pub fn sh(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
+}
+
+/// Run a python3 snippet; `P` is bound to the path given.
+pub fn py(path: &Path, code: &str) -> Output {
+    let script = format!("import os, sys, errno, fcntl\nP = sys.argv[1]\n{code}\n");
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("python3")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A path quoted for `sh`.
+pub fn q(p: &Path) -> String {
+    format!("'{}'", p.display())
+}
+
+/// VmRSS of process `pid` in kB.
+pub fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
 }
