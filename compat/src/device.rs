@@ -89,6 +89,16 @@ impl Node {
     }
 }
 
+/// The answer to `touch`/`mkdir`/`ln`/`rm`/`mv` in the mount, whose names are fixed like
+/// those of `/sys/class/vpe/vpe1`: an existing name cannot be removed, renamed or linked
+/// (EPERM); a new name does not exist and cannot be made (ENOENT, as for any other name).
+pub fn name_change(name: &[u8]) -> Errno {
+    match Node::from_name(name) {
+        Some(_) => Errno(libc::EPERM),
+        None => Errno(libc::ENOENT),
+    }
+}
+
 /// Daemon settings that shape the device.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -558,6 +568,11 @@ impl Device {
             info!("ntcs set to {v} ($a2 at the next start)");
         }
         Ok(())
+    }
+
+    /// Wait for a load (or stop) in progress to finish.
+    pub fn wait_idle(&self) {
+        drop(lock(&self.rproc));
     }
 
     /// The cumulative write limit of one open (`P_SIZE`, or `vpe1_mem` in Lantiq mode).

@@ -263,6 +263,91 @@ impl Filesystem for VpeFs {
         })
     }
 
+    // The names are fixed (device::name_change): without these, fuse3 answers ENOSYS.
+    async fn mknod(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _mode: u32,
+        _rdev: u32,
+    ) -> Result<ReplyEntry> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn create(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _mode: u32,
+        _flags: u32,
+    ) -> Result<ReplyCreated> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn mkdir(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+    ) -> Result<ReplyEntry> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn symlink(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _link: &OsStr,
+    ) -> Result<ReplyEntry> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn link(
+        &self,
+        _req: Request,
+        _inode: u64,
+        _new_parent: u64,
+        _new_name: &OsStr,
+    ) -> Result<ReplyEntry> {
+        Err(libc::EPERM.into())
+    }
+
+    async fn unlink(&self, _req: Request, _parent: u64, name: &OsStr) -> Result<()> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn rmdir(&self, _req: Request, _parent: u64, name: &OsStr) -> Result<()> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn rename(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _new_parent: u64,
+        _new_name: &OsStr,
+    ) -> Result<()> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn rename2(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _new_parent: u64,
+        _new_name: &OsStr,
+        _flags: u32,
+    ) -> Result<()> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
     async fn statfs(&self, _req: Request, _inode: u64) -> Result<ReplyStatFs> {
         Ok(ReplyStatFs {
             blocks: 0,

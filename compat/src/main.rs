@@ -168,10 +168,17 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(run(args, cfg, own)) {
-        error!("{e}");
-        std::process::exit(1);
-    }
+    let code = match rt.block_on(run(args, cfg, own)) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!("{e}");
+            1
+        }
+    };
+    // Not the runtime's drop: it would wait for fuse3's blocking reader, which a mount kept
+    // busy by an open file (only detached) feeds until the last close. Exiting closes
+    // /dev/fuse, which aborts the connection: such files then fail with ENOTCONN.
+    std::process::exit(code);
 }
 
 /// A usage error: clap's format and exit status 2, like the parser's own errors.
@@ -241,8 +248,13 @@ fn config(args: &Args) -> Result<Config, String> {
 
 async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     // Before anything is mounted: a SIGTERM right after READY=1 must unmount, not kill.
-    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // HUP (a closed terminal, `kill -HUP` out of habit) and QUIT stop cleanly too: killed by
+    // them, the daemon left a dead mount.
+    use tokio::signal::unix::SignalKind;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
     let backend: Box<dyn Backend> = match args.backend {
         BackendKind::Sim => {
             let sim = Sim::new(SimOptions {
@@ -271,6 +283,7 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     let dev = Arc::new(Device::new(cfg, backend));
 
     cleanup_stale_mount(&args.mount);
+    refuse_live_mount(&args.mount).map_err(|e| format!("--mount {}: {e}", args.mount.display()))?;
     let mut handle = mount(
         VpeFs::new(dev.clone(), own).noop(args.bench_noop),
         &args.mount,
@@ -291,9 +304,9 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     if let Some(path) = &args.bind_dev {
         cleanup_stale_mount(path);
         match mount_dev_file(dev.clone(), path, own).await {
-            Ok(h) => {
+            Ok((h, placeholder)) => {
                 info!("{} is the vpe1 device", path.display());
-                dev_handle = Some((h, path.clone()));
+                dev_handle = Some((h, placeholder));
             }
             Err(e) => {
                 unmount(handle, &args.mount).await;
@@ -306,10 +319,15 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     let external = tokio::select! {
         _ = term.recv() => { info!("SIGTERM: unmounting"); false }
         _ = int.recv() => { info!("SIGINT: unmounting"); false }
+        _ = hup.recv() => { info!("SIGHUP: unmounting"); false }
+        _ = quit.recv() => { info!("SIGQUIT: unmounting"); false }
         r = &mut handle => { warn!("{} was unmounted ({r:?}); exiting", args.mount.display()); true }
     };
-    if let Some((h, path)) = dev_handle {
-        unmount(h, &path).await;
+    // A load in progress finishes first (its firmware install is atomic anyway).
+    tokio::task::block_in_place(|| dev.wait_idle());
+    if let Some((h, placeholder)) = dev_handle {
+        unmount(h, &placeholder.path).await;
+        placeholder.remove();
     }
     if !external {
         unmount(handle, &args.mount).await;
@@ -361,28 +379,148 @@ async fn mount(
     Session::new(mount_options(rootmode)).mount(fs, path).await
 }
 
+/// The `--bind-dev` path, and the placeholder file we created there (if we did), which is
+/// removed at exit: left behind, loaders writing to it would "succeed" into a plain file.
+struct Placeholder {
+    path: PathBuf,
+    /// (st_dev, st_ino) of the file we created; `None` if it was there before us.
+    created: Option<(u64, u64)>,
+}
+
+impl Placeholder {
+    /// `lstat` first: an existing regular file is used as it is, a missing one is created
+    /// `O_CREAT|O_EXCL|O_NOFOLLOW` (never through a symlink), anything else is refused.
+    fn prepare(path: &Path) -> io::Result<Placeholder> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let created = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::other(
+                    "is a symbolic link: give the path itself (the mount would cover its \
+                     target, and a dangling link would make the daemon create it)",
+                ));
+            }
+            Ok(m) if m.file_type().is_file() => None,
+            Ok(_) => {
+                return Err(io::Error::other(
+                    "must be a regular file (a FUSE file mount cannot cover a device node or \
+                     directory)",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(path)?;
+                let m = f.metadata()?;
+                Some((m.dev(), m.ino()))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Placeholder {
+            path: path.to_path_buf(),
+            created,
+        })
+    }
+
+    /// Remove the placeholder if we created it and it is still that file.
+    fn remove(self) {
+        use std::os::unix::fs::MetadataExt;
+        let Some((dev, ino)) = self.created else {
+            return;
+        };
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_file() && (m.dev(), m.ino()) == (dev, ino) => {
+                match std::fs::remove_file(&self.path) {
+                    Ok(()) => info!("removed the placeholder {}", self.path.display()),
+                    Err(e) => warn!("removing the placeholder {}: {e}", self.path.display()),
+                }
+            }
+            Ok(_) => warn!(
+                "{} is no longer the placeholder this daemon created: left alone",
+                self.path.display()
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
 /// Mount a one-file filesystem over `path`, whose root is `vpe1` itself.
-async fn mount_dev_file(dev: Arc<Device>, path: &Path, own: Ownership) -> io::Result<MountHandle> {
-    if !path.exists() {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
-    }
-    let meta = std::fs::symlink_metadata(path)?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::other(
-            "must be a regular file (a FUSE file mount cannot cover a device node or directory)",
-        ));
-    }
+async fn mount_dev_file(
+    dev: Arc<Device>,
+    path: &Path,
+    own: Ownership,
+) -> io::Result<(MountHandle, Placeholder)> {
+    refuse_live_mount(path)?;
+    let placeholder = Placeholder::prepare(path)?;
     // fuse3 prints `rootmode` with `{}` while the kernel parses octal: give the octal digits
     // of S_IFREG|perm as a decimal number (rust-crates.md).
     let perm = Node::Vpe1.perm(own.group_writable);
     let rootmode =
         100_000 + (perm / 64 % 8) as u32 * 100 + (perm / 8 % 8) as u32 * 10 + (perm % 8) as u32;
     let fs = VpeFs::single_file(dev, own, Node::Vpe1);
-    mount(fs, path, own, Some(rootmode)).await
+    match mount(fs, path, own, Some(rootmode)).await {
+        Ok(h) => Ok((h, placeholder)),
+        Err(e) => {
+            placeholder.remove();
+            Err(e)
+        }
+    }
+}
+
+/// A second daemon on a live vpe-compat mount would stack a mount on it (fuse3 then said
+/// "mount point is not empty"): refuse, naming the real cause. Dead mounts were detached by
+/// [`cleanup_stale_mount`] already.
+fn refuse_live_mount(path: &Path) -> io::Result<()> {
+    let Ok(abs) = std::fs::canonicalize(path) else {
+        return Ok(());
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mountinfo_has_vpe_compat(&info, &abs) {
+        return Err(io::Error::other(
+            "already a vpe-compat mount (another vpe-compat serves it: stop that one first)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `/proc/self/mountinfo` text lists a vpe-compat FUSE mount at `at`.
+fn mountinfo_has_vpe_compat(info: &str, at: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    info.lines().any(|l| {
+        let mut f = l.split(' ');
+        let point = f.nth(4).map(unescape_mountinfo);
+        // Optional fields end at "-"; then fstype and source.
+        let mut rest = f.skip_while(|&x| x != "-").skip(1);
+        let (fstype, source) = (rest.next(), rest.next());
+        point.as_deref() == Some(at.as_os_str().as_bytes())
+            && fstype.is_some_and(|t| t == "fuse" || t.starts_with("fuse."))
+            && source == Some("vpe-compat")
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push(((d[0] - b'0') << 6) | ((d[1] - b'0') << 3) | (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Unmount explicitly (dropping the handle would unmount from a task that may never run),
@@ -455,6 +593,20 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1\n");
+    }
+
+    #[test]
+    fn mountinfo_finds_a_vpe_compat_mount_with_escaped_names() {
+        let info = "36 25 0:32 / /run/a\\040b rw,nosuid - fuse vpe-compat rw,user_id=0\n\
+                    37 25 0:33 / /mnt/other rw shared:5 - fuse sshfs rw\n\
+                    38 25 0:34 / /mnt/x rw - tmpfs vpe-compat rw\n";
+        assert!(mountinfo_has_vpe_compat(info, Path::new("/run/a b")));
+        assert!(!mountinfo_has_vpe_compat(info, Path::new("/mnt/other")));
+        assert!(
+            !mountinfo_has_vpe_compat(info, Path::new("/mnt/x")),
+            "not FUSE"
+        );
+        assert!(!mountinfo_has_vpe_compat(info, Path::new("/run/a")));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use support::*;
 
 fn field<'a>(st: &'a str, key: &str) -> Option<&'a str> {
@@ -296,4 +297,184 @@ fn repeated_log_lines_are_rate_limited() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(!d.log().contains("sim: "), "{}", d.log());
+}
+
+/// SIGHUP killed the daemon and left a dead mount; QUIT too.
+#[test]
+fn hup_and_quit_unmount_like_term() {
+    if !can_mount() {
+        return;
+    }
+    for sig in [Signal::SIGHUP, Signal::SIGQUIT] {
+        let mut d = Daemon::start(&[]);
+        let st = d.stop(sig).expect("exits");
+        assert_eq!(st.code(), Some(0), "{sig}: {st:?}\n{}", d.log());
+        assert!(!mounted(&d.mnt), "{sig}: mount left behind");
+    }
+}
+
+/// SIGTERM with a file of the mount held open waited for the last close.
+#[test]
+fn sigterm_with_a_busy_mount_exits_promptly() {
+    if !can_mount() {
+        return;
+    }
+    let mut d = Daemon::start(&[]);
+    let mut holder = std::process::Command::new("sleep")
+        .arg("60")
+        .stdin(std::fs::File::open(d.path("status")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let st = d.terminate();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let st = st.expect("exited before the holder closed its file");
+    assert!(st.success(), "{st:?}\n{}", d.log());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(!mounted(&d.mnt), "{}", d.log());
+}
+
+/// --bind-dev left its placeholder after a clean stop (loaders then "succeeded" into a plain
+/// file), and followed a dangling symlink, creating its target as root.
+#[test]
+fn bind_dev_removes_only_its_own_placeholder_and_follows_no_symlink() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Created by us: removed at SIGTERM.
+    let dev = dir.path().join("vpe1");
+    let mut d = Daemon::start(&["--bind-dev", dev.to_str().unwrap()]);
+    d.extra_mounts.push(dev.clone());
+    assert!(mounted(&dev));
+    assert!(d.terminate().expect("exits").success(), "{}", d.log());
+    assert!(!mounted(&dev));
+    assert!(
+        std::fs::symlink_metadata(&dev).is_err(),
+        "placeholder left behind:\n{}",
+        d.log()
+    );
+    // There before us: kept, content and all.
+    std::fs::write(&dev, b"keep").unwrap();
+    let mut d = Daemon::start(&["--bind-dev", dev.to_str().unwrap()]);
+    d.extra_mounts.push(dev.clone());
+    assert!(d.terminate().expect("exits").success());
+    assert_eq!(std::fs::read(&dev).unwrap(), b"keep");
+    std::fs::remove_file(&dev).unwrap();
+    // A dangling symlink: refused, its target not created.
+    let target = dir.path().join("target");
+    std::os::unix::fs::symlink(&target, &dev).unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let (code, err) = run_to_exit(&mnt, ["--bind-dev".as_ref(), dev.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert!(!target.exists(), "the symlink was followed");
+    assert!(!mounted(&mnt) && !mounted(&dev));
+}
+
+/// touch/rm/mkdir/mv in the mount said ENOSYS ("Function not implemented").
+#[test]
+fn name_changes_in_the_mount_are_enoent_or_eperm() {
+    if !can_mount() {
+        return;
+    }
+    let d = Daemon::start(&[]);
+    let o = py(
+        &d.mnt,
+        "def t(f, *a):\n    try:\n        f(*a)\n        return 'ok'\n    except OSError as e:\n        return errno.errorcode[e.errno]\n\
+         j = lambda n: os.path.join(P, n)\n\
+         print(t(os.open, j('new'), os.O_CREAT | os.O_WRONLY), t(os.mkdir, j('d')), t(os.mknod, j('n')),\n\
+         \x20     t(os.symlink, 'x', j('l')), t(os.unlink, j('vpe1')), t(os.unlink, j('status')),\n\
+         \x20     t(os.rename, j('vpe1'), j('x')), t(os.link, j('vpe1'), j('h')), t(os.rmdir, j('kill')))",
+    );
+    assert_eq!(
+        stdout(&o),
+        "ENOENT ENOENT ENOENT ENOENT EPERM EPERM EPERM EPERM ENOTDIR\n",
+        "{o:?}"
+    );
+    let o = sh(&format!(
+        "touch {m}/new; rm -f {m}/vpe1; mv {m}/kill {m}/k",
+        m = q(&d.mnt)
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("Function not implemented"), "{err}");
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+}
+
+/// A second daemon on a live mount said "mount point is not empty".
+#[test]
+fn a_second_daemon_says_the_mount_is_already_a_vpe_compat_mount() {
+    if !can_mount() {
+        return;
+    }
+    let mut d = Daemon::start(&[]);
+    let (code, err) = run_to_exit(&d.mnt, std::iter::empty::<&str>());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("already a vpe-compat mount"), "{err}");
+    assert!(!err.contains("not empty"), "{err}");
+    assert!(d.alive());
+    assert!(
+        d.status().contains("backend: sim\n"),
+        "the first one still serves"
+    );
+}
+
+/// Usage errors exit 2 in clap's format, blaming the right flag; before, some exited 1 in log
+/// format, `--max-tcs 0` blamed `--ntcs`, and `--max-image 0` started a daemon.
+#[test]
+fn usage_errors_exit_2_in_clap_style_and_blame_the_right_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path();
+    for (args, blame) in [
+        (&["--max-tcs", "0"][..], "--max-tcs"),
+        (&["--max-image", "0"], "--max-image"),
+        (&["--max-buffered", "0"], "--max-buffered"),
+        (&["--max-buffered", "1000"], "--max-buffered"),
+        (&["--ntcs", "9"], "--ntcs 9"),
+        (&["--ntcs", "0"], "--ntcs 0"),
+        (&["--kernel", "lantiq"], "--vpe1-load-addr"),
+        (&["--entry", "__start"], "--kernel lantiq"),
+        (&["--entry", "main"], "--entry"),
+        (&["--group", "no-such-group-here"], "--group"),
+    ] {
+        let (code, err) = run_to_exit(mnt, args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(err.contains(blame), "{args:?}: {err}");
+        assert!(err.contains("try '--help'"), "{args:?}: {err}");
+        if args[0] == "--max-tcs" {
+            assert!(!err.contains("--ntcs"), "{err}");
+        }
+    }
+    assert!(!mounted(mnt));
+}
+
+/// The Lantiq fallback's warning tells to pass `--entry __start`: vpe-compat now has it.
+#[test]
+fn entry_start_overrides_the_lantiq_fallback() {
+    if !can_mount() {
+        return;
+    }
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--kernel", "lantiq", "--vpe1-load-addr", "0x83e00000"];
+        args.extend_from_slice(extra);
+        let d = Daemon::start(&args);
+        let o = sh(&format!(
+            "cat {} > {}",
+            q(&fixture("no_shared.be.o")),
+            q(&d.path("vpe1"))
+        ));
+        assert!(o.status.success(), "{o:?}");
+        d.wait_loads(1)
+    };
+    let st = run(&[]);
+    assert_eq!(field(&st, "entry"), Some("0xa3e00000"), "{st}");
+    assert!(st.contains("pass --entry __start"), "{st}");
+    let st = run(&["--entry", "__start"]);
+    assert_eq!(field(&st, "state"), Some("running"), "{st}");
+    let entry = field(&st, "entry").unwrap();
+    assert!(entry.starts_with("0x83e"), "__start, not KSEG1: {st}");
 }
