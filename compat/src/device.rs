@@ -113,12 +113,18 @@ pub struct Config {
     pub ntcs: u32,
     /// `flush` (i.e. `close()`) loads and reports the result as an errno.
     pub errors_on_close: bool,
+    /// Open files at once ([`MAX_OPEN`]).
+    pub max_open: usize,
     /// Conversion options; `ntcs` is replaced by the current `ntcs` at each load.
     pub convert: ConvertOptions,
 }
 
 /// Default of [`Config::max_buffered`]: this many full images at once.
 pub const BUFFERED_IMAGES: usize = 4;
+
+/// Open files of the mount at once (any user can open `status`); past it ENFILE. Each costs
+/// the daemon ~200 bytes (the kernel's own struct file costs as much again).
+pub const MAX_OPEN: usize = 65_536;
 
 impl Default for Config {
     fn default() -> Self {
@@ -128,6 +134,7 @@ impl Default for Config {
             max_tcs: 8,
             ntcs: 1,
             errors_on_close: false,
+            max_open: MAX_OPEN,
             // The device reproduces the old loader, so relocations mean what vpe.c made them
             // mean, bit for bit.
             convert: ConvertOptions {
@@ -324,6 +331,16 @@ impl Device {
     /// stopped first (vpe_open: "tc in use dumping regs", notifiers' stop, release_progmem).
     /// `vpe1` read-only stops nothing (vpe.c stopped the program for any opener).
     pub fn open(&self, node: Node, flags: i32) -> Result<u64, Errno> {
+        if lock(&self.handles).map.len() >= self.cfg.max_open {
+            if self.limit.allow("too many open files") {
+                warn!(
+                    "{} files of the mount are open: open of {} refused (ENFILE)",
+                    self.cfg.max_open,
+                    node.name()
+                );
+            }
+            return Err(Errno(libc::ENFILE));
+        }
         let acc = flags & libc::O_ACCMODE;
         let reads = acc == libc::O_RDONLY || acc == libc::O_RDWR;
         let writes = acc == libc::O_WRONLY || acc == libc::O_RDWR;
@@ -541,7 +558,9 @@ impl Device {
             info!("kill: stopping the program");
         }
         if let Err(e) = rp.backend.stop() {
-            error!("kill: stop failed: {e}");
+            if self.limit.allow("stop failed") {
+                error!("kill: stop failed: {e}");
+            }
             record_error(&mut rp.status, Phase::Stop, &e.to_string(), None, e.errno());
         }
     }
@@ -855,7 +874,9 @@ impl Device {
         match r {
             Ok(()) => debug!("VPE loader: tc in use dumping regs (open stopped the program)"),
             Err(e) => {
-                error!("open: stopping the running program failed: {e}");
+                if self.limit.allow("stop failed") {
+                    error!("open: stopping the running program failed: {e}");
+                }
                 record_error(&mut rp.status, Phase::Stop, &e.to_string(), None, e.errno());
             }
         }

@@ -283,6 +283,25 @@ fn all_opens_together_are_bounded_by_max_buffered_and_release_gives_it_back() {
 }
 
 #[test]
+fn opens_past_max_open_are_enfile_until_one_is_released() {
+    let cfg = Config {
+        max_open: 3,
+        ..Config::default()
+    };
+    let d = sim_device(cfg, false);
+    let fhs: Vec<u64> = (0..3)
+        .map(|_| d.open(Node::Status, libc::O_RDONLY).unwrap())
+        .collect();
+    assert_eq!(
+        d.open(Node::Status, libc::O_RDONLY),
+        Err(Errno(libc::ENFILE))
+    );
+    assert_eq!(d.open(Node::Vpe1, libc::O_WRONLY), Err(Errno(libc::ENFILE)));
+    d.release(fhs[0]);
+    assert!(d.open(Node::StatusJson, libc::O_RDONLY).is_ok());
+}
+
+#[test]
 fn status_opens_share_one_rendering_until_the_status_changes() {
     let d = sim_device(Config::default(), false);
     let text = |fh| match lock(&d.handles).map.get(&fh) {
