@@ -184,6 +184,8 @@ struct Refusal {
 #[derive(Debug, Default)]
 struct Upload {
     buf: Vec<u8>,
+    /// Bytes of `buf` a load has taken out meanwhile (they still count against the limit).
+    taken: usize,
     first_write: Option<Instant>,
     last_write: Option<Instant>,
     /// Written to since the last load attempt.
@@ -395,7 +397,7 @@ impl Device {
         match map.get_mut(&fh) {
             None => Err(Errno(libc::EBADF)),
             Some(Handle::Vpe1(up)) => {
-                let len = up.buf.len();
+                let len = up.taken + up.buf.len();
                 let refuse = |up: &mut Upload, budget: bool| {
                     up.refused.get_or_insert(Refusal {
                         size: data.len(),
@@ -419,6 +421,7 @@ impl Device {
                         return refuse(up, false);
                     }
                 };
+                let need = need - up.taken;
                 let cap = up.buf.capacity();
                 if need > cap {
                     // Grow geometrically (many small writes stay linear) but never past the
@@ -427,7 +430,7 @@ impl Device {
                     let over = buffered
                         .checked_add(want - cap)
                         .is_none_or(|t| t > self.cfg.max_buffered);
-                    if over || up.buf.try_reserve_exact(want - len).is_err() {
+                    if over || up.buf.try_reserve_exact(want - up.buf.len()).is_err() {
                         *budget_refusals += 1;
                         if *budget_refusals == 1 {
                             warn!(
@@ -706,15 +709,21 @@ impl Device {
                 (Some(a), Some(b)) => b.saturating_duration_since(a),
                 _ => Duration::ZERO,
             };
-            // Taken, not copied (it stays counted in `buffered`), and put back below for a
-            // later fsync or release.
+            // Taken, not copied (it stays counted in `buffered` and against the limit), and
+            // put back below for a later fsync or release.
+            up.taken = up.buf.len();
             (std::mem::take(&mut up.buf), receive)
         };
         let result = self.load(&buf, receive);
-        if let Some(Handle::Vpe1(up)) = lock(&self.handles).map.get_mut(&fh) {
+        let mut h = lock(&self.handles);
+        let Handles { map, buffered, .. } = &mut *h;
+        if let Some(Handle::Vpe1(up)) = map.get_mut(&fh) {
             // Bytes written meanwhile (another thread on the same descriptor) follow.
             let later = std::mem::replace(&mut up.buf, buf);
+            let counted = up.buf.capacity() + later.capacity();
             up.buf.extend_from_slice(&later);
+            *buffered = (*buffered + up.buf.capacity()).saturating_sub(counted);
+            up.taken = 0;
             up.result = Some(result);
         }
         result

@@ -811,3 +811,71 @@ fn lantiq_mode_limits_writes_to_vpe1_mem_and_starts_at_kseg1_without_vpe_shared(
     cat(&d, &fixture("no_start.be.o"));
     assert_eq!(d.status().entry.as_deref(), Some("0xa3e00000"));
 }
+
+/// Blocks in `install` until told to go, so a test can act while a load holds the buffer.
+struct Gate {
+    entered: std::sync::mpsc::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+impl Backend for Gate {
+    fn kind(&self) -> &'static str {
+        "gate"
+    }
+    fn state(&mut self) -> vpe::Result<RprocState> {
+        Ok(RprocState::Offline)
+    }
+    fn stop(&mut self) -> vpe::Result<()> {
+        Ok(())
+    }
+    fn install(&mut self, _firmware: &[u8], sha256: &str) -> vpe::Result<String> {
+        let _ = self.entered.send(());
+        let _ = self.go.recv();
+        Ok(format!("vpe-compat/{sha256}.elf"))
+    }
+    fn start(&mut self, name: &str) -> vpe::Result<StartOutcome> {
+        Ok(StartOutcome {
+            firmware: name.to_string(),
+            state: RprocState::Running,
+            rolled_back: None,
+        })
+    }
+    fn firmware_name(&mut self) -> Option<String> {
+        None
+    }
+}
+
+#[test]
+fn a_write_during_a_load_counts_against_the_limit_and_follows_the_loaded_bytes() {
+    let hello = fixture("hello.be.o");
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let cfg = Config {
+        max_image: hello.len() + 4,
+        ..Config::default()
+    };
+    let d = Arc::new(Device::new(
+        cfg,
+        Box::new(Gate {
+            entered: entered_tx,
+            go: go_rx,
+        }),
+    ));
+    let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    d.write(fh, &hello, ME).unwrap();
+    let loader = {
+        let d = d.clone();
+        std::thread::spawn(move || d.fsync(fh))
+    };
+    entered.recv().unwrap();
+    // The load has the buffer; its bytes still count.
+    assert_eq!(d.write(fh, &[0; 5], ME), Err(Errno(libc::ENOMEM)));
+    go.send(()).unwrap();
+    assert_eq!(loader.join().unwrap(), Ok(()));
+    let held = d.buffered();
+    assert!(held >= hello.len(), "{held}");
+    let fh2 = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    d.release(fh2);
+    d.release(fh);
+    assert_eq!(d.buffered(), 0, "accounting back to zero");
+}
