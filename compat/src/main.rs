@@ -302,7 +302,6 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     );
     let mut dev_handle = None;
     if let Some(path) = &args.bind_dev {
-        cleanup_stale_mount(path);
         match mount_dev_file(dev.clone(), path, own).await {
             Ok((h, placeholder)) => {
                 info!("{} is the vpe1 device", path.display());
@@ -393,12 +392,7 @@ impl Placeholder {
     fn prepare(path: &Path) -> io::Result<Placeholder> {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let created = match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(io::Error::other(
-                    "is a symbolic link: give the path itself (the mount would cover its \
-                     target, and a dangling link would make the daemon create it)",
-                ));
-            }
+            Ok(m) if m.file_type().is_symlink() => return Err(symlink_refused()),
             Ok(m) if m.file_type().is_file() => None,
             Ok(_) => {
                 return Err(io::Error::other(
@@ -446,12 +440,24 @@ impl Placeholder {
     }
 }
 
+fn symlink_refused() -> io::Error {
+    io::Error::other(
+        "is a symbolic link: give the path itself (the mount would cover its target, and a \
+         dangling link would make the daemon create it)",
+    )
+}
+
 /// Mount a one-file filesystem over `path`, whose root is `vpe1` itself.
 async fn mount_dev_file(
     dev: Arc<Device>,
     path: &Path,
     own: Ownership,
 ) -> io::Result<(MountHandle, Placeholder)> {
+    // Before anything that follows the path (the stale-mount check, canonicalize).
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(symlink_refused());
+    }
+    cleanup_stale_mount(path);
     refuse_live_mount(path)?;
     let placeholder = Placeholder::prepare(path)?;
     // fuse3 prints `rootmode` with `{}` while the kernel parses octal: give the octal digits
@@ -628,8 +634,12 @@ mod tests {
             "--bring-up",
             "--bind-dev",
             "/dev/vpe1",
+            "--max-buffered",
+            "8388608",
         ])
         .unwrap();
+        assert_eq!(a.max_buffered, Some(8 << 20));
+        assert_eq!(config(&a).map(|c| c.max_buffered), Ok(8 << 20));
         assert_eq!(a.backend, BackendKind::Sysfs);
         assert_eq!(a.base, Some(0x8020_0000));
         assert_eq!(

@@ -372,6 +372,13 @@ fn bind_dev_removes_only_its_own_placeholder_and_follows_no_symlink() {
     assert!(err.contains("is a symbolic link"), "{err}");
     assert!(!target.exists(), "the symlink was followed");
     assert!(!mounted(&mnt) && !mounted(&dev));
+    // A symlink to a real file: refused too (the mount would cover the target).
+    std::fs::write(&target, b"other").unwrap();
+    let (code, err) = run_to_exit(&mnt, ["--bind-dev".as_ref(), dev.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert!(!mounted(&target) && !mounted(&dev));
+    assert_eq!(std::fs::read(&target).unwrap(), b"other");
 }
 
 /// touch/rm/mkdir/mv in the mount said ENOSYS ("Function not implemented").
