@@ -64,6 +64,18 @@ pub fn reuse_freed_memory() {
     }
 }
 
+/// Return the free memory [`reuse_freed_memory`] keeps to the kernel, once: for a daemon
+/// after a burst of concurrent requests, so the peak does not stay resident. A no-op where
+/// the C library is not glibc.
+pub fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of every arena to the kernel; it is
+    // thread-safe and never touches memory in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 // SAFETY: every block comes from and goes back to `System` with the same layout; `advise`
 // does not touch the memory.
 unsafe impl GlobalAlloc for HugePageHint {

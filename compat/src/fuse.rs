@@ -236,7 +236,7 @@ impl Filesystem for VpeFs {
 
     async fn write(
         &self,
-        _req: Request,
+        req: Request,
         inode: u64,
         fh: u64,
         _offset: u64,
@@ -253,14 +253,99 @@ impl Filesystem for VpeFs {
         // block_in_place (a worker hand-off, tens of µs) is for writes that may wait on a
         // load (kill stops the processor).
         let n = if self.node(inode)? == Node::Vpe1 {
-            self.dev.write(fh, data)
+            self.dev.write(fh, data, req.pid)
         } else {
-            block_in_place(|| self.dev.write(fh, data))
+            block_in_place(|| self.dev.write(fh, data, req.pid))
         }
         .map_err(errno)?;
         Ok(ReplyWrite {
             written: u32::try_from(n).unwrap_or(u32::MAX),
         })
+    }
+
+    // The names are fixed (device::name_change): without these, fuse3 answers ENOSYS.
+    async fn mknod(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _mode: u32,
+        _rdev: u32,
+    ) -> Result<ReplyEntry> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn create(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _mode: u32,
+        _flags: u32,
+    ) -> Result<ReplyCreated> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn mkdir(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+    ) -> Result<ReplyEntry> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn symlink(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _link: &OsStr,
+    ) -> Result<ReplyEntry> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn link(
+        &self,
+        _req: Request,
+        _inode: u64,
+        _new_parent: u64,
+        _new_name: &OsStr,
+    ) -> Result<ReplyEntry> {
+        Err(libc::EPERM.into())
+    }
+
+    async fn unlink(&self, _req: Request, _parent: u64, name: &OsStr) -> Result<()> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn rmdir(&self, _req: Request, _parent: u64, name: &OsStr) -> Result<()> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn rename(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _new_parent: u64,
+        _new_name: &OsStr,
+    ) -> Result<()> {
+        Err(errno(device::name_change(name.as_bytes())))
+    }
+
+    async fn rename2(
+        &self,
+        _req: Request,
+        _parent: u64,
+        name: &OsStr,
+        _new_parent: u64,
+        _new_name: &OsStr,
+        _flags: u32,
+    ) -> Result<()> {
+        Err(errno(device::name_change(name.as_bytes())))
     }
 
     async fn statfs(&self, _req: Request, _inode: u64) -> Result<ReplyStatFs> {
@@ -299,11 +384,11 @@ impl Filesystem for VpeFs {
         block_in_place(|| self.dev.fsync(fh)).map_err(errno)
     }
 
-    async fn flush(&self, _req: Request, _inode: u64, fh: u64, _lock_owner: u64) -> Result<()> {
+    async fn flush(&self, req: Request, _inode: u64, fh: u64, _lock_owner: u64) -> Result<()> {
         if self.is_noop(fh) {
             return Ok(());
         }
-        block_in_place(|| self.dev.flush(fh)).map_err(errno)
+        block_in_place(|| self.dev.flush(fh, req.pid)).map_err(errno)
     }
 
     async fn opendir(&self, _req: Request, inode: u64, _flags: u32) -> Result<ReplyOpen> {

@@ -3,13 +3,15 @@
 
 mod device;
 mod fuse;
+mod loglimit;
 mod status;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::{Parser, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 use fuse3::raw::{MountHandle, Session};
 use fuse3::MountOptions;
 use log::{error, info, warn};
@@ -61,10 +63,17 @@ struct Args {
     #[arg(long)]
     bring_up: bool,
     /// Image size limit per open (vpe.c P_SIZE; 2097152 for CONFIG_MIPS_VPE_LOADER_TOM set-ups).
-    #[arg(long, value_name = "BYTES", default_value_t = device::P_SIZE)]
+    #[arg(long, value_name = "BYTES", default_value_t = device::P_SIZE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_image: usize,
+    /// Bytes all open vpe1 files may buffer together; a write past it fails with ENOMEM
+    /// (default: 4 times the image limit).
+    #[arg(long, value_name = "BYTES",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_buffered: Option<usize>,
     /// Largest value `ntcs` accepts (hw_tcs - tclimit on the old kernel).
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
     max_tcs: u32,
     /// Initial `ntcs` ($a2 at start).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -104,6 +113,10 @@ struct Args {
     /// unchanged.
     #[arg(long)]
     no_passthrough: bool,
+    /// `--entry __start` (with --kernel lantiq): start at __start even where the Lantiq
+    /// loader's quirk (vpe_shared missing) would start at KSEG1(vpe1_load_addr).
+    #[arg(long, value_name = "SYMBOL", value_parser = ["__start"])]
+    entry: Option<String>,
     /// Test hook: the simulated remote processor refuses every start (-EBUSY).
     #[arg(long, hide = true)]
     sim_fail_start: bool,
@@ -173,8 +186,11 @@ fn parse_u32(s: &str) -> Result<u32, String> {
 
 fn main() {
     vpe::memory::reuse_freed_memory();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    // Usage errors exit 2 with clap's message and usage, like the parser's own.
+    let cfg = config(&args).unwrap_or_else(|e| usage_error(e));
+    let own = ownership(args.group.as_deref()).unwrap_or_else(|e| usage_error(e));
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -185,16 +201,73 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(run(args)) {
-        error!("{e}");
-        std::process::exit(1);
-    }
+    let code = match rt.block_on(run(args, cfg, own)) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!("{e}");
+            1
+        }
+    };
+    // Not the runtime's drop: it would wait for fuse3's blocking reader, which a mount kept
+    // busy by an open file (only detached) feeds until the last close. Exiting closes
+    // /dev/fuse, which aborts the connection: such files then fail with ENOTCONN.
+    std::process::exit(code);
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    // Before anything is mounted: a SIGTERM right after READY=1 must unmount, not kill.
-    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+/// A usage error: clap's format and exit status 2, like the parser's own errors.
+fn usage_error(msg: String) -> ! {
+    Args::command()
+        .error(ErrorKind::ValueValidation, msg)
+        .exit()
+}
+
+/// The device's settings from the flags; `Err` is a usage error.
+fn config(args: &Args) -> Result<Config, String> {
+    let mut cfg = Config {
+        max_image: args.max_image,
+        max_tcs: args.max_tcs,
+        errors_on_close: args.errors_on_close,
+        ..Config::default()
+    };
+    if args.ntcs == 0 || args.ntcs > args.max_tcs {
+        return Err(format!(
+            "--ntcs {} must be in 1..={} (--max-tcs)",
+            args.ntcs, args.max_tcs
+        ));
+    }
+    cfg.ntcs = args.ntcs;
+    cfg.convert.base = args.base;
+    cfg.convert.semantics = args.relocs;
+    match (args.kernel, args.vpe1_load_addr) {
+        (LoaderKernel::Mainline, _) if args.entry.is_some() => {
+            return Err(
+                "--entry __start only changes the Lantiq loader's fallback (use it with --kernel lantiq)".into(),
+            );
+        }
+        (LoaderKernel::Mainline, _) => {}
+        (LoaderKernel::Lantiq, None) => {
+            return Err("--kernel lantiq needs --vpe1-load-addr ADDR".into());
+        }
+        (LoaderKernel::Lantiq, Some(addr)) => {
+            if args.base.is_some_and(|b| b != addr) {
+                return Err("--base contradicts --vpe1-load-addr with --kernel lantiq".into());
+            }
+            let mem = args
+                .vpe1_mem
+                .unwrap_or(u32::try_from(args.max_image).unwrap_or(u32::MAX));
+            cfg = cfg.lantiq(addr, mem, args.entry.is_none());
+        }
+    }
+    cfg.max_buffered = args
+        .max_buffered
+        .unwrap_or(cfg.max_image.saturating_mul(device::BUFFERED_IMAGES));
+    if cfg.max_buffered < cfg.max_image {
+        return Err(format!(
+            "--max-buffered {} is smaller than the image limit {}: no image could be written whole",
+            cfg.max_buffered, cfg.max_image
+        ));
+    }
+    cfg.passthrough = !args.no_passthrough;
     let host = args.host.map(HostOrder::endian);
     if let (BackendKind::Sysfs, Some(h)) = (args.backend, host) {
         if h != machine_order() {
@@ -205,10 +278,29 @@ async fn run(args: Args) -> Result<(), String> {
             ));
         }
     }
+    // The daemon runs on the machine whose kernel loads the firmware: remoteproc refuses an
+    // ELF whose EI_DATA differs from the kernel's byte order. The simulator plays whichever
+    // kernel `--host` names (both byte orders without it).
+    cfg.convert.host = match args.backend {
+        BackendKind::Sysfs => Some(machine_order()),
+        BackendKind::Sim => host,
+    };
+    Ok(cfg)
+}
+
+async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
+    // Before anything is mounted: a SIGTERM right after READY=1 must unmount, not kill.
+    // HUP (a closed terminal, `kill -HUP` out of habit) and QUIT stop cleanly too: killed by
+    // them, the daemon left a dead mount.
+    use tokio::signal::unix::SignalKind;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
     let backend: Box<dyn Backend> = match args.backend {
         BackendKind::Sim => {
             let sim = Sim::new(SimOptions {
-                host,
+                host: cfg.convert.host,
                 profile: None,
                 fail_start: args.sim_fail_start,
             });
@@ -230,48 +322,10 @@ async fn run(args: Args) -> Result<(), String> {
             Box::new(Sysfs::open(opts).map_err(|e| format!("remoteproc {}: {e}", args.rproc))?)
         }
     };
-    let mut cfg = Config {
-        max_image: args.max_image,
-        max_tcs: args.max_tcs,
-        errors_on_close: args.errors_on_close,
-        ..Config::default()
-    };
-    if args.ntcs == 0 || args.ntcs > args.max_tcs {
-        return Err(format!(
-            "--ntcs {} must be in 1..={}",
-            args.ntcs, args.max_tcs
-        ));
-    }
-    cfg.ntcs = args.ntcs;
-    cfg.convert.base = args.base;
-    cfg.convert.semantics = args.relocs;
-    match (args.kernel, args.vpe1_load_addr) {
-        (LoaderKernel::Mainline, _) => {}
-        (LoaderKernel::Lantiq, None) => {
-            return Err("--kernel lantiq needs --vpe1-load-addr ADDR".into());
-        }
-        (LoaderKernel::Lantiq, Some(addr)) => {
-            if args.base.is_some_and(|b| b != addr) {
-                return Err("--base contradicts --vpe1-load-addr with --kernel lantiq".into());
-            }
-            let mem = args
-                .vpe1_mem
-                .unwrap_or(u32::try_from(args.max_image).unwrap_or(u32::MAX));
-            cfg = cfg.lantiq(addr, mem, true);
-        }
-    }
-    cfg.passthrough = !args.no_passthrough;
-    // The daemon runs on the machine whose kernel loads the firmware: remoteproc refuses an
-    // ELF whose EI_DATA differs from the kernel's byte order. The simulator plays whichever
-    // kernel `--host` names (both byte orders without it).
-    cfg.convert.host = match args.backend {
-        BackendKind::Sysfs => Some(machine_order()),
-        BackendKind::Sim => host,
-    };
-    let own = ownership(args.group.as_deref())?;
     let dev = Arc::new(Device::new(cfg, backend));
 
     cleanup_stale_mount(&args.mount);
+    refuse_live_mount(&args.mount).map_err(|e| format!("--mount {}: {e}", args.mount.display()))?;
     let mut handle = mount(
         VpeFs::new(dev.clone(), own).noop(args.bench_noop),
         &args.mount,
@@ -281,19 +335,19 @@ async fn run(args: Args) -> Result<(), String> {
     .await
     .map_err(|e| format!("mount on {}: {e}", args.mount.display()))?;
     info!(
-        "vpe-compat {} on {} (backend {}, limit {} bytes)",
+        "vpe-compat {} on {} (backend {}, limit {} bytes per image, {} buffered)",
         env!("CARGO_PKG_VERSION"),
         args.mount.display(),
         dev.status().backend,
-        dev.max_image()
+        dev.max_image(),
+        dev.max_buffered()
     );
     let mut dev_handle = None;
     if let Some(path) = &args.bind_dev {
-        cleanup_stale_mount(path);
         match mount_dev_file(dev.clone(), path, own).await {
-            Ok(h) => {
+            Ok((h, placeholder)) => {
                 info!("{} is the vpe1 device", path.display());
-                dev_handle = Some((h, path.clone()));
+                dev_handle = Some((h, placeholder));
             }
             Err(e) => {
                 unmount(handle, &args.mount).await;
@@ -306,10 +360,15 @@ async fn run(args: Args) -> Result<(), String> {
     let external = tokio::select! {
         _ = term.recv() => { info!("SIGTERM: unmounting"); false }
         _ = int.recv() => { info!("SIGINT: unmounting"); false }
+        _ = hup.recv() => { info!("SIGHUP: unmounting"); false }
+        _ = quit.recv() => { info!("SIGQUIT: unmounting"); false }
         r = &mut handle => { warn!("{} was unmounted ({r:?}); exiting", args.mount.display()); true }
     };
-    if let Some((h, path)) = dev_handle {
-        unmount(h, &path).await;
+    // A load in progress finishes first (its firmware install is atomic anyway).
+    tokio::task::block_in_place(|| dev.wait_idle());
+    if let Some((h, placeholder)) = dev_handle {
+        unmount(h, &placeholder.path).await;
+        placeholder.remove();
     }
     if !external {
         unmount(handle, &args.mount).await;
@@ -361,28 +420,155 @@ async fn mount(
     Session::new(mount_options(rootmode)).mount(fs, path).await
 }
 
+/// The `--bind-dev` path, and the placeholder file we created there (if we did), which is
+/// removed at exit: left behind, loaders writing to it would "succeed" into a plain file.
+struct Placeholder {
+    path: PathBuf,
+    /// (st_dev, st_ino) of the file we created; `None` if it was there before us.
+    created: Option<(u64, u64)>,
+}
+
+impl Placeholder {
+    /// `lstat` first: an existing regular file is used as it is, a missing one is created
+    /// `O_CREAT|O_EXCL|O_NOFOLLOW` (never through a symlink), anything else is refused.
+    fn prepare(path: &Path) -> io::Result<Placeholder> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let created = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => return Err(symlink_refused()),
+            Ok(m) if m.file_type().is_file() => None,
+            Ok(_) => {
+                return Err(io::Error::other(
+                    "must be a regular file (a FUSE file mount cannot cover a device node or \
+                     directory)",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(path)?;
+                let m = f.metadata()?;
+                Some((m.dev(), m.ino()))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Placeholder {
+            path: path.to_path_buf(),
+            created,
+        })
+    }
+
+    /// Remove the placeholder if we created it and it is still that file.
+    fn remove(self) {
+        use std::os::unix::fs::MetadataExt;
+        let Some((dev, ino)) = self.created else {
+            return;
+        };
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_file() && (m.dev(), m.ino()) == (dev, ino) => {
+                match std::fs::remove_file(&self.path) {
+                    Ok(()) => info!("removed the placeholder {}", self.path.display()),
+                    Err(e) => warn!("removing the placeholder {}: {e}", self.path.display()),
+                }
+            }
+            Ok(_) => warn!(
+                "{} is no longer the placeholder this daemon created: left alone",
+                self.path.display()
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+fn symlink_refused() -> io::Error {
+    io::Error::other(
+        "is a symbolic link: give the path itself (the mount would cover its target, and a \
+         dangling link would make the daemon create it)",
+    )
+}
+
 /// Mount a one-file filesystem over `path`, whose root is `vpe1` itself.
-async fn mount_dev_file(dev: Arc<Device>, path: &Path, own: Ownership) -> io::Result<MountHandle> {
-    if !path.exists() {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
+async fn mount_dev_file(
+    dev: Arc<Device>,
+    path: &Path,
+    own: Ownership,
+) -> io::Result<(MountHandle, Placeholder)> {
+    // Before anything that follows the path (the stale-mount check, canonicalize).
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(symlink_refused());
     }
-    let meta = std::fs::symlink_metadata(path)?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::other(
-            "must be a regular file (a FUSE file mount cannot cover a device node or directory)",
-        ));
-    }
+    cleanup_stale_mount(path);
+    refuse_live_mount(path)?;
+    let placeholder = Placeholder::prepare(path)?;
     // fuse3 prints `rootmode` with `{}` while the kernel parses octal: give the octal digits
     // of S_IFREG|perm as a decimal number (rust-crates.md).
     let perm = Node::Vpe1.perm(own.group_writable);
     let rootmode =
         100_000 + (perm / 64 % 8) as u32 * 100 + (perm / 8 % 8) as u32 * 10 + (perm % 8) as u32;
     let fs = VpeFs::single_file(dev, own, Node::Vpe1);
-    mount(fs, path, own, Some(rootmode)).await
+    match mount(fs, path, own, Some(rootmode)).await {
+        Ok(h) => Ok((h, placeholder)),
+        Err(e) => {
+            placeholder.remove();
+            Err(e)
+        }
+    }
+}
+
+/// A second daemon on a live vpe-compat mount would stack a mount on it (fuse3 then said
+/// "mount point is not empty"): refuse, naming the real cause. Dead mounts were detached by
+/// [`cleanup_stale_mount`] already.
+fn refuse_live_mount(path: &Path) -> io::Result<()> {
+    let Ok(abs) = std::fs::canonicalize(path) else {
+        return Ok(());
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mountinfo_has_vpe_compat(&info, &abs) {
+        return Err(io::Error::other(
+            "already a vpe-compat mount (another vpe-compat serves it: stop that one first)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `/proc/self/mountinfo` text lists a vpe-compat FUSE mount at `at`.
+fn mountinfo_has_vpe_compat(info: &str, at: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    info.lines().any(|l| {
+        let mut f = l.split(' ');
+        let point = f.nth(4).map(unescape_mountinfo);
+        // Optional fields end at "-"; then fstype and source.
+        let mut rest = f.skip_while(|&x| x != "-").skip(1);
+        let (fstype, source) = (rest.next(), rest.next());
+        point.as_deref() == Some(at.as_os_str().as_bytes())
+            && fstype.is_some_and(|t| t == "fuse" || t.starts_with("fuse."))
+            && source == Some("vpe-compat")
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push(((d[0] - b'0') << 6) | ((d[1] - b'0') << 3) | (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Unmount explicitly (dropping the handle would unmount from a task that may never run),
@@ -458,8 +644,22 @@ mod tests {
     }
 
     #[test]
+    fn mountinfo_finds_a_vpe_compat_mount_with_escaped_names() {
+        let info = "36 25 0:32 / /run/a\\040b rw,nosuid - fuse vpe-compat rw,user_id=0\n\
+                    37 25 0:33 / /mnt/other rw shared:5 - fuse sshfs rw\n\
+                    38 25 0:34 / /mnt/x rw - tmpfs vpe-compat rw\n";
+        assert!(mountinfo_has_vpe_compat(info, Path::new("/run/a b")));
+        assert!(!mountinfo_has_vpe_compat(info, Path::new("/mnt/other")));
+        assert!(
+            !mountinfo_has_vpe_compat(info, Path::new("/mnt/x")),
+            "not FUSE"
+        );
+        assert!(!mountinfo_has_vpe_compat(info, Path::new("/run/a")));
+    }
+
+    #[test]
     fn args_parse_the_documented_flags() {
-        let a = Args::try_parse_from([
+        let mut a = Args::try_parse_from([
             "vpe-compat",
             "--mount",
             "/m",
@@ -479,8 +679,15 @@ mod tests {
             "--host",
             "big",
             "--no-passthrough",
+            "--max-buffered",
+            "8388608",
         ])
         .unwrap();
+        assert_eq!(a.max_buffered, Some(8 << 20));
+        assert_eq!(a.host, Some(HostOrder::Big));
+        // --host must name this machine's order with --backend sysfs (tested in sim_backend.rs).
+        a.host = None;
+        assert_eq!(config(&a).map(|c| c.max_buffered), Ok(8 << 20));
         assert_eq!(a.backend, BackendKind::Sysfs);
         assert_eq!(a.base, Some(0x8020_0000));
         assert_eq!(
@@ -488,7 +695,6 @@ mod tests {
             "P_SIZE with CONFIG_MIPS_VPE_LOADER_TOM"
         );
         assert!(a.errors_on_close && a.no_rollback && a.bring_up && a.no_passthrough);
-        assert_eq!(a.host, Some(HostOrder::Big));
         assert_eq!(a.relocs, RelocSemantics::Legacy);
     }
 }

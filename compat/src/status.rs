@@ -12,6 +12,8 @@ use vpe::remoteproc::Rollback;
 pub enum Phase {
     /// Stopping the running program (on `open` of `vpe1` or a write to `kill`).
     Stop,
+    /// A write was refused (too big, or all opens at `--max-buffered`): nothing loaded.
+    Write,
     /// The buffer did not start with `\x7fELF`.
     Check,
     /// Legacy model, firmware writer, kernel-rule check.
@@ -59,25 +61,33 @@ pub struct Status {
     /// remoteproc state word (`offline`, `running`, ...); filled in when rendered.
     pub state: String,
     /// The firmware remoteproc is configured with, as this daemon left it: the one started by
-    /// the last load, the restored one after a rollback, or, after a failed start without
-    /// rollback, the one that failed (what remoteproc's `firmware` attribute then reads).
+    /// the last successful load, the restored one after a rollback, or, after a failed start
+    /// without rollback, the one that failed (what remoteproc's `firmware` attribute then
+    /// reads).
     pub firmware: Option<String>,
-    /// `__start` of the running program, `0x%08x`.
+    /// `__start` of the program last started (what runs while `state` is `running`), `0x%08x`.
+    /// A failed attempt that started nothing keeps it.
     pub entry: Option<String>,
-    /// Address of `vpe_shared` (what `vpe_get_shared()` returned), `0x%08x`.
+    /// Address of its `vpe_shared` (what `vpe_get_shared()` returned), `0x%08x`; cleared when
+    /// an open of `vpe1` stops the program, as vpe.c cleared `shared_ptr`.
     pub vpe_shared: Option<String>,
-    /// sha256 of the image written to `vpe1` (lowercase hex).
+    /// sha256 of the image that program was loaded from (lowercase hex).
     pub sha256: Option<String>,
     /// Bytes of that image.
     pub image_size: Option<u64>,
     /// That image already was remoteproc firmware and was installed unchanged.
     pub passthrough: bool,
+    /// sha256 of the image of the last load attempt, successful or not (`None` when a
+    /// refused write meant nothing was loaded).
+    pub last_attempt_sha256: Option<String>,
+    /// Bytes received by the last load attempt.
+    pub last_attempt_size: Option<u64>,
     /// `$a2` the next start passes.
     pub ntcs: u32,
     /// Successful and failed loads since the daemon started.
     pub loads_ok: u64,
     pub loads_failed: u64,
-    /// `"ok"` or `"failed"`; `None` before the first load.
+    /// `"ok"` or `"failed"`: the last load attempt; `None` before the first.
     pub last_result: Option<String>,
     pub last_error: Option<LastError>,
     /// A failed start that was rolled back to the previous firmware.
@@ -120,6 +130,13 @@ impl Status {
         line("loads_ok", &self.loads_ok.to_string());
         line("loads_failed", &self.loads_failed.to_string());
         line("last_result", opt(&self.last_result));
+        line("last_attempt_sha256", opt(&self.last_attempt_sha256));
+        line(
+            "last_attempt_size",
+            &self
+                .last_attempt_size
+                .map_or("-".to_string(), |n| n.to_string()),
+        );
         match &self.last_error {
             Some(e) => {
                 line("last_error", &one_line(&e.message));
@@ -127,6 +144,7 @@ impl Status {
                     "last_error_phase",
                     match e.phase {
                         Phase::Stop => "stop",
+                        Phase::Write => "write",
                         Phase::Check => "check",
                         Phase::Convert => "convert",
                         Phase::Install => "install",

@@ -4,7 +4,6 @@
 //! Every daemon gets its own mount point; a Drop guard terminates it and detaches the mount
 //! so a failing test leaves nothing behind (`support/mod.rs`).
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -14,21 +13,6 @@ mod support;
 
 use support::*;
 
-fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
-}
-
-/// Run a python3 snippet; `P` is bound to the path given.
-fn py(path: &Path, code: &str) -> Output {
-    let script = format!("import os, sys, errno, fcntl\nP = sys.argv[1]\n{code}\n");
-    Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(path)
-        .output()
-        .expect("python3")
-}
-
 /// `cat fixture > DIR/vpe1`, as a legacy loader does it.
 fn cat_to_vpe1(d: &Daemon, fixture_name: &str) -> Output {
     sh(&format!(
@@ -36,14 +20,6 @@ fn cat_to_vpe1(d: &Daemon, fixture_name: &str) -> Output {
         q(&fixture(fixture_name)),
         q(&d.path("vpe1"))
     ))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn q(p: &Path) -> String {
-    format!("'{}'", p.display())
 }
 
 fn expected_entry(bytes: &[u8]) -> String {
@@ -227,13 +203,13 @@ fn reopening_stops_the_program_and_the_device_is_a_vpe1() {
     let o = cat_to_vpe1(&d, "hello.be.o");
     assert!(o.status.success());
     assert!(d.wait_loads(1).contains("state: running\n"));
-    // Open read-only: the program stops while the file is still open; read is EINVAL,
-    // ioctl ENOTTY.
+    // Open for reading and writing: the program stops while the file is still open; read is
+    // EINVAL, ioctl ENOTTY.
     let status = d.path("status");
     let o = py(
         &d.path("vpe1"),
         &format!(
-            "fd = os.open(P, os.O_RDONLY)\n\
+            "fd = os.open(P, os.O_RDWR)\n\
              print([l for l in open({:?}).read().splitlines() if l.startswith('state:')][0])\n\
              try:\n    os.read(fd, 1)\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n\
              try:\n    fcntl.ioctl(fd, 0x5401, b'\\0' * 64)\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n\

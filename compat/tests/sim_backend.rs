@@ -59,10 +59,12 @@ fn simulator_lines_are_logged_under_the_simulator() {
     if !can_mount() {
         return;
     }
-    let d = Daemon::start(&["--sim-fail-start"]);
+    // The simulator's kernel lines are at debug level (rate-limited daemon log).
+    let debug = [("RUST_LOG", "debug")];
+    let d = Daemon::start_env(&["--sim-fail-start"], &debug);
     write_file(&d.path("vpe1"), &fixture_bytes("hello.le.o")).unwrap();
     d.wait_loads(1);
-    let d2 = Daemon::start(&[]);
+    let d2 = Daemon::start_env(&[], &debug);
     write_file(&d2.path("vpe1"), &fixture_bytes("hello.le.o")).unwrap();
     d2.wait_loads(1);
     for log in [d.log(), d2.log()] {
@@ -88,17 +90,22 @@ fn host_contradicting_this_machine_is_refused_with_the_sysfs_backend() {
         "big"
     };
     let dir = tempfile::tempdir().unwrap();
-    let err = start_refused(
-        dir.path(),
-        [
+    // A usage error: clap's format, exit 2.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vpe-compat"))
+        .arg("--mount")
+        .arg(dir.path())
+        .args([
             "--backend",
             "sysfs",
             "--host",
             other,
             "--sysfs-root",
             "/nonexistent",
-        ],
-    );
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(
         err.contains(&format!("--host {other} with --backend sysfs"))
             && err.contains("refuses firmware of the other byte order"),

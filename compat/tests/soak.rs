@@ -23,14 +23,6 @@ fn fd_count(pid: u32) -> usize {
         .count()
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 fn tree(dir: &Path) -> Vec<String> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use log::info;
+use log::debug;
 
 use super::sysfs::{
     check_content, is_installed_name, start_sequence, stop_if_needed, Attrs, EBUSY, EINVAL, ENOENT,
@@ -153,7 +153,8 @@ impl Sim {
     }
 
     fn say(&mut self, line: String) {
-        info!("sim: {line}");
+        // One line per simulated kernel message: per load, so debug (RUST_LOG=debug shows it).
+        debug!("sim: {line}");
         // Bounded (a daemon runs for months): keep the newest lines, like the kernel's ring.
         if self.log.len() >= 2 * LOG_KEEP {
             self.log.drain(..LOG_KEEP);

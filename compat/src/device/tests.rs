@@ -8,6 +8,9 @@ use vpe::remoteproc::{Backend, RprocState, StartOutcome};
 
 use super::*;
 
+/// The thread writing and closing in these tests (init: always there, never this process).
+const ME: u32 = 1;
+
 fn fixture(name: &str) -> Vec<u8> {
     let p = format!(
         "{}/../tests/fixtures/bin/{name}",
@@ -33,11 +36,11 @@ fn state(d: &Device) -> String {
 fn cat(d: &Device, bytes: &[u8]) {
     let fh = d.open(Node::Vpe1, libc::O_WRONLY | libc::O_TRUNC).unwrap();
     assert_eq!(d.truncate(Node::Vpe1, 0), Ok(()));
-    assert_eq!(d.flush(fh), Ok(()), "the shell's empty flush");
+    assert_eq!(d.flush(fh, ME), Ok(()), "the shell's empty flush");
     for chunk in bytes.chunks(512) {
-        assert_eq!(d.write(fh, chunk), Ok(chunk.len()));
+        assert_eq!(d.write(fh, chunk, ME), Ok(chunk.len()));
     }
-    assert_eq!(d.flush(fh), Ok(()));
+    assert_eq!(d.flush(fh, ME), Ok(()));
     d.release(fh);
 }
 
@@ -152,12 +155,12 @@ fn cat_starts_the_program_and_status_shows_it() {
 }
 
 #[test]
-fn any_open_stops_the_running_program_and_clears_vpe_shared() {
+fn a_write_open_stops_the_running_program_and_clears_vpe_shared() {
     let hello = fixture("hello.be.o");
     let d = sim_device(Config::default(), false);
     cat(&d, &hello);
     assert_eq!(state(&d), "running");
-    let fh = d.open(Node::Vpe1, libc::O_RDONLY).unwrap();
+    let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
     assert_eq!(state(&d), "offline");
     assert_eq!(d.status().vpe_shared, None);
     assert_eq!(d.read(fh, 0, 1), Err(Errno(libc::EINVAL)));
@@ -169,6 +172,23 @@ fn any_open_stops_the_running_program_and_clears_vpe_shared() {
         st.last_error.unwrap().legacy_message.as_deref(),
         Some(MSG_NOT_ELF)
     );
+}
+
+#[test]
+fn a_read_only_open_stops_nothing_and_loads_nothing() {
+    let d = sim_device(Config::default(), false);
+    cat(&d, &fixture("hello.be.o"));
+    let before = d.status();
+    let fh = d.open(Node::Vpe1, libc::O_RDONLY).unwrap();
+    assert_eq!(state(&d), "running");
+    assert_eq!(
+        d.read(fh, 0, 1),
+        Err(Errno(libc::EINVAL)),
+        "vpe.c has no read"
+    );
+    assert_eq!(d.fsync(fh), Ok(()));
+    d.release(fh);
+    assert_eq!(d.status(), before, "not even a failed load");
 }
 
 #[test]
@@ -195,14 +215,29 @@ fn writes_append_up_to_the_limit_and_an_overflowing_write_consumes_nothing() {
     let d = sim_device(cfg, false);
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
     let (a, b) = hello.split_at(hello.len() / 2);
-    assert_eq!(d.write(fh, a), Ok(a.len()));
+    assert_eq!(d.write(fh, a, ME), Ok(a.len()));
     // One byte too many: refused whole.
     let mut over = b.to_vec();
     over.push(0);
-    assert_eq!(d.write(fh, &over), Err(Errno(libc::ENOMEM)));
+    assert_eq!(d.write(fh, &over, ME), Err(Errno(libc::ENOMEM)));
     // Exactly the limit is allowed (vpe_write: strictly greater fails).
-    assert_eq!(d.write(fh, b), Ok(b.len()));
-    assert_eq!(d.write(fh, &[0]), Err(Errno(libc::ENOMEM)));
+    assert_eq!(d.write(fh, b, ME), Ok(b.len()));
+    assert_eq!(d.write(fh, &[0], ME), Err(Errno(libc::ENOMEM)));
+    // A refused write poisons the open (the kernel splits one large write(2) into several
+    // requests: the accepted head alone must not start): nothing loads.
+    assert_eq!(d.fsync(fh), Err(Errno(libc::ENOMEM)));
+    d.release(fh);
+    let st = d.status();
+    assert_eq!(st.state, "offline", "{st:?}");
+    assert_eq!((st.loads_ok, st.loads_failed), (0, 1));
+    let e = st.last_error.unwrap();
+    assert_eq!((e.phase, e.errno), (Phase::Write, libc::ENOMEM));
+    assert_eq!(e.legacy_message.as_deref(), Some(MSG_TOO_BIG));
+    assert!(e.message.contains("nothing was loaded"), "{}", e.message);
+    // An open whose writes all fit loads as before.
+    let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    assert_eq!(d.write(fh, a, ME), Ok(a.len()));
+    assert_eq!(d.write(fh, b, ME), Ok(b.len()));
     d.release(fh);
     let st = d.status();
     assert_eq!(st.state, "running", "{st:?}");
@@ -210,14 +245,157 @@ fn writes_append_up_to_the_limit_and_an_overflowing_write_consumes_nothing() {
 }
 
 #[test]
+fn all_opens_together_are_bounded_by_max_buffered_and_release_gives_it_back() {
+    let cfg = Config {
+        max_image: 1000,
+        max_buffered: 2500,
+        ..Config::default()
+    };
+    let (m, calls) = Mock::new();
+    let d = Device::new(cfg, Box::new(m));
+    let fhs: Vec<u64> = (0..3)
+        .map(|_| d.open(Node::Vpe1, libc::O_WRONLY).unwrap())
+        .collect();
+    assert_eq!(d.write(fhs[0], &[1; 1000], ME), Ok(1000));
+    assert_eq!(d.write(fhs[1], &[1; 1000], ME), Ok(1000));
+    assert_eq!(d.buffered(), 2000);
+    // The third open may not grow past the budget, even with a write its own limit allows.
+    assert_eq!(d.write(fhs[2], &[1; 600], ME), Err(Errno(libc::ENOMEM)));
+    assert_eq!(
+        d.write(fhs[2], &[1; 10], ME),
+        Ok(10),
+        "small writes still fit"
+    );
+    for &fh in &fhs {
+        d.release(fh);
+    }
+    assert_eq!(d.buffered(), 0);
+    let st = d.status();
+    assert_eq!(st.loads_failed, 3, "two junk images and the refused open");
+    assert!(calls.lock().unwrap().firmware.is_empty());
+    // Many small writes grow one buffer geometrically, never past max_image.
+    let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    for _ in 0..100 {
+        d.write(fh, &[0; 10], ME).unwrap();
+    }
+    assert!(d.buffered() <= 1000, "{}", d.buffered());
+    d.release(fh);
+}
+
+#[test]
+fn opens_past_max_open_are_enfile_until_one_is_released() {
+    let cfg = Config {
+        max_open: 3,
+        ..Config::default()
+    };
+    let d = sim_device(cfg, false);
+    let fhs: Vec<u64> = (0..3)
+        .map(|_| d.open(Node::Status, libc::O_RDONLY).unwrap())
+        .collect();
+    assert_eq!(
+        d.open(Node::Status, libc::O_RDONLY),
+        Err(Errno(libc::ENFILE))
+    );
+    assert_eq!(d.open(Node::Vpe1, libc::O_WRONLY), Err(Errno(libc::ENFILE)));
+    d.release(fhs[0]);
+    assert!(d.open(Node::StatusJson, libc::O_RDONLY).is_ok());
+}
+
+#[test]
+fn status_opens_share_one_rendering_until_the_status_changes() {
+    let d = sim_device(Config::default(), false);
+    let text = |fh| match lock(&d.handles).map.get(&fh) {
+        Some(Handle::Text(t)) => t.clone(),
+        _ => panic!("not a text handle"),
+    };
+    let a = d.open(Node::Status, libc::O_RDONLY).unwrap();
+    let b = d.open(Node::Status, libc::O_RDONLY).unwrap();
+    let j = d.open(Node::StatusJson, libc::O_RDONLY).unwrap();
+    assert!(Arc::ptr_eq(&text(a), &text(b)));
+    assert!(!Arc::ptr_eq(&text(a), &text(j)));
+    cat(&d, b"junk");
+    let c = d.open(Node::Status, libc::O_RDONLY).unwrap();
+    assert!(
+        !Arc::ptr_eq(&text(a), &text(c)),
+        "a new status, a new rendering"
+    );
+    assert!(String::from_utf8_lossy(&text(c)).contains("loads_failed: 1\n"));
+}
+
+#[test]
+fn a_failed_load_from_another_fd_keeps_what_runs() {
+    let hello = fixture("hello.be.o");
+    let d = sim_device(Config::default(), false);
+    let a = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    let b = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    d.write(a, &hello, ME).unwrap();
+    d.release(a);
+    let ok = d.status();
+    assert_eq!(ok.state, "running");
+    d.write(b, b"junk", ME).unwrap();
+    d.release(b);
+    let st = d.status();
+    assert_eq!(st.state, "running");
+    assert_eq!(
+        (
+            &st.firmware,
+            &st.entry,
+            &st.vpe_shared,
+            &st.sha256,
+            st.image_size
+        ),
+        (
+            &ok.firmware,
+            &ok.entry,
+            &ok.vpe_shared,
+            &ok.sha256,
+            ok.image_size
+        ),
+        "{st:?}"
+    );
+    assert!(st.entry.is_some() && st.vpe_shared.is_some());
+    assert_eq!(st.last_result.as_deref(), Some("failed"));
+    assert_eq!(st.last_attempt_sha256, Some(convert::sha256_hex(b"junk")));
+    assert_eq!(st.last_attempt_size, Some(4));
+}
+
+#[test]
+fn errors_on_close_ignores_the_close_of_a_process_that_wrote_nothing() {
+    let cfg = Config {
+        errors_on_close: true,
+        ..Config::default()
+    };
+    let (m, calls) = Mock::new();
+    let d = Device::new(cfg, Box::new(m));
+    let me = std::process::id();
+    let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    d.write(fh, b"\x7fELF partial", me).unwrap();
+    // pid 1 (init) is never this process: a child that inherited the descriptor.
+    assert_eq!(d.flush(fh, 1), Ok(()));
+    assert_eq!(
+        d.status().last_result,
+        None,
+        "the child's close loaded nothing"
+    );
+    assert_eq!(
+        d.flush(fh, me),
+        Err(Errno(libc::ENOEXEC)),
+        "the writer's close loads"
+    );
+    d.release(fh);
+    assert_eq!(d.status().loads_failed, 1);
+    assert!(calls.lock().unwrap().firmware.is_empty());
+}
+
+#[test]
 fn a_single_write_over_the_default_limit_fails() {
     let d = sim_device(Config::default(), false);
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
     assert_eq!(
-        d.write(fh, &vec![0u8; P_SIZE + 1]),
+        d.write(fh, &vec![0u8; P_SIZE + 1], ME),
         Err(Errno(libc::ENOMEM))
     );
-    assert_eq!(d.write(fh, &vec![0u8; P_SIZE]), Ok(P_SIZE));
+    assert_eq!(d.write(fh, &vec![0u8; P_SIZE], ME), Ok(P_SIZE));
     d.release(fh);
 }
 
@@ -266,7 +444,7 @@ fn fsync_loads_now_and_reports_enoexec_or_eio() {
     // Rejected image.
     let d = sim_device(Config::default(), false);
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    d.write(fh, b"\x7fELF but not really").unwrap();
+    d.write(fh, b"\x7fELF but not really", ME).unwrap();
     assert_eq!(d.fsync(fh), Err(Errno(libc::ENOEXEC)));
     assert_eq!(
         d.fsync(fh),
@@ -282,7 +460,7 @@ fn fsync_loads_now_and_reports_enoexec_or_eio() {
 
     // Good image: fsync starts it, release does not start it a second time.
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    d.write(fh, &hello).unwrap();
+    d.write(fh, &hello, ME).unwrap();
     assert_eq!(d.fsync(fh), Ok(()));
     assert_eq!(state(&d), "running");
     d.release(fh);
@@ -291,7 +469,7 @@ fn fsync_loads_now_and_reports_enoexec_or_eio() {
     // Failed start.
     let d = sim_device(Config::default(), true);
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    d.write(fh, &hello).unwrap();
+    d.write(fh, &hello, ME).unwrap();
     assert_eq!(d.fsync(fh), Err(Errno(libc::EIO)));
     d.release(fh);
     let st = d.status();
@@ -305,9 +483,9 @@ fn writes_after_fsync_are_loaded_again_at_release() {
     let (m, calls) = Mock::new();
     let d = Device::new(Config::default(), Box::new(m));
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    d.write(fh, &hello).unwrap();
+    d.write(fh, &hello, ME).unwrap();
     assert_eq!(d.fsync(fh), Ok(()));
-    d.write(fh, &[0; 4]).unwrap();
+    d.write(fh, &[0; 4], ME).unwrap();
     d.release(fh);
     let c = calls.lock().unwrap();
     assert_eq!(c.calls.len(), 3, "{:?}", c.calls);
@@ -329,20 +507,20 @@ fn errors_on_close_reports_through_flush_and_ignores_empty_flushes() {
     let (m, calls) = Mock::new();
     let d = Device::new(cfg, Box::new(m));
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    assert_eq!(d.flush(fh), Ok(()));
+    assert_eq!(d.flush(fh, ME), Ok(()));
     assert_eq!(
         d.status().last_result,
         None,
         "the empty flush loaded nothing"
     );
-    d.write(fh, b"garbage").unwrap();
-    assert_eq!(d.flush(fh), Err(Errno(libc::ENOEXEC)));
+    d.write(fh, b"garbage", ME).unwrap();
+    assert_eq!(d.flush(fh, ME), Err(Errno(libc::ENOEXEC)));
     d.release(fh);
     assert_eq!(d.status().loads_failed, 1);
 
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    d.write(fh, &fixture("hello.be.o")).unwrap();
-    assert_eq!(d.flush(fh), Ok(()));
+    d.write(fh, &fixture("hello.be.o"), ME).unwrap();
+    assert_eq!(d.flush(fh, ME), Ok(()));
     d.release(fh);
     assert_eq!(d.status().loads_ok, 1);
     let starts = calls
@@ -360,8 +538,8 @@ fn without_errors_on_close_flush_never_loads() {
     let (m, calls) = Mock::new();
     let d = Device::new(Config::default(), Box::new(m));
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    d.write(fh, &fixture("hello.be.o")).unwrap();
-    assert_eq!(d.flush(fh), Ok(()));
+    d.write(fh, &fixture("hello.be.o"), ME).unwrap();
+    assert_eq!(d.flush(fh, ME), Ok(()));
     assert_eq!(calls.lock().unwrap().calls, ["stop"]);
     d.release(fh);
     assert_eq!(calls.lock().unwrap().calls.len(), 2);
@@ -373,7 +551,7 @@ fn failed_start_is_eio_and_recorded() {
     m.fail_start = true;
     let d = Device::new(Config::default(), Box::new(m));
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    d.write(fh, &fixture("hello.be.o")).unwrap();
+    d.write(fh, &fixture("hello.be.o"), ME).unwrap();
     assert_eq!(d.fsync(fh), Err(Errno(libc::EIO)));
     d.release(fh);
     let e = d.status().last_error.unwrap();
@@ -387,7 +565,7 @@ fn a_rolled_back_start_is_a_failure_showing_both_outcomes() {
     m.roll_back = true;
     let d = Device::new(Config::default(), Box::new(m));
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    d.write(fh, &fixture("hello.be.o")).unwrap();
+    d.write(fh, &fixture("hello.be.o"), ME).unwrap();
     assert_eq!(d.fsync(fh), Err(Errno(libc::EIO)));
     d.release(fh);
     let st = d.status();
@@ -416,16 +594,17 @@ fn concurrent_openers_have_their_own_buffers() {
     let b = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
     // Interleaved writes: in vpe.c both would land in one buffer.
     let (h1, h2) = hello.split_at(100);
-    d.write(a, h1).unwrap();
-    d.write(b, b"junk").unwrap();
-    d.write(a, h2).unwrap();
+    d.write(a, h1, ME).unwrap();
+    d.write(b, b"junk", ME).unwrap();
+    d.write(a, h2, ME).unwrap();
     d.release(a);
     let st = d.status();
     assert_eq!(st.last_result.as_deref(), Some("ok"));
     assert_eq!(st.sha256, Some(convert::sha256_hex(&hello)));
     d.release(b);
     let st = d.status();
-    assert_eq!(st.sha256, Some(convert::sha256_hex(b"junk")));
+    assert_eq!(st.last_attempt_sha256, Some(convert::sha256_hex(b"junk")));
+    assert_eq!(st.sha256, Some(convert::sha256_hex(&hello)), "what runs");
     assert_eq!((st.loads_ok, st.loads_failed), (1, 1));
     let c = calls.lock().unwrap();
     assert_eq!(c.calls[..2], ["stop", "stop"]);
@@ -464,11 +643,11 @@ fn kill_stops_always_succeeds_and_keeps_vpe_shared() {
     let shared = d.status().vpe_shared;
     assert!(shared.is_some());
     let fh = d.open(Node::Kill, libc::O_WRONLY | libc::O_TRUNC).unwrap();
-    assert_eq!(d.write(fh, b"1\n"), Ok(2));
+    assert_eq!(d.write(fh, b"1\n", ME), Ok(2));
     assert_eq!(state(&d), "offline");
     assert_eq!(d.status().vpe_shared, shared);
     // Again while offline: still fine.
-    assert_eq!(d.write(fh, b"x"), Ok(1));
+    assert_eq!(d.write(fh, b"x", ME), Ok(1));
     d.release(fh);
     assert_eq!(d.open(Node::Kill, libc::O_RDONLY), Err(Errno(libc::EACCES)));
 }
@@ -520,12 +699,12 @@ fn ntcs_reads_and_writes_like_the_sysfs_attribute() {
     assert_eq!(d.read(r, 9, 100).unwrap(), b"");
     d.release(r);
     let w = d.open(Node::Ntcs, libc::O_WRONLY).unwrap();
-    assert_eq!(d.write(w, b"0x2\n"), Ok(4));
+    assert_eq!(d.write(w, b"0x2\n", ME), Ok(4));
     assert_eq!(d.ntcs_text(), "2\n");
     for bad in [&b"0"[..], b"4", b"abc", b"0x"] {
-        assert_eq!(d.write(w, bad), Err(Errno(libc::EINVAL)), "{bad:?}");
+        assert_eq!(d.write(w, bad, ME), Err(Errno(libc::EINVAL)), "{bad:?}");
     }
-    assert_eq!(d.write(w, b"3"), Ok(1));
+    assert_eq!(d.write(w, b"3", ME), Ok(1));
     d.release(w);
     assert_eq!(d.status().ntcs, 3);
 }
@@ -582,9 +761,9 @@ fn timings_are_recorded_per_phase() {
     let hello = fixture("hello.be.o");
     let d = sim_device(Config::default(), false);
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    d.write(fh, &hello[..64]).unwrap();
+    d.write(fh, &hello[..64], ME).unwrap();
     std::thread::sleep(Duration::from_millis(5));
-    d.write(fh, &hello[64..]).unwrap();
+    d.write(fh, &hello[64..], ME).unwrap();
     d.release(fh);
     let t = d.status().timings;
     assert!(t.receive_us >= 5000, "{t:?}");
@@ -613,8 +792,8 @@ fn lantiq_mode_limits_writes_to_vpe1_mem_and_starts_at_kseg1_without_vpe_shared(
     assert_eq!(d.max_image(), 0x1_0000);
     // vpe1_mem bounds the buffer: exactly the limit is fine, one more byte is ENOMEM.
     let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
-    assert_eq!(d.write(fh, &vec![0u8; 0x1_0000]), Ok(0x1_0000));
-    assert_eq!(d.write(fh, &[0]), Err(Errno(libc::ENOMEM)));
+    assert_eq!(d.write(fh, &vec![0u8; 0x1_0000], ME), Ok(0x1_0000));
+    assert_eq!(d.write(fh, &[0], ME), Err(Errno(libc::ENOMEM)));
     lock(&d.handles).map.remove(&fh);
     // No vpe_shared: the Lantiq loader's quirk starts at KSEG1(vpe1_load_addr).
     cat(&d, &fixture("no_shared.be.o"));
@@ -631,4 +810,72 @@ fn lantiq_mode_limits_writes_to_vpe1_mem_and_starts_at_kseg1_without_vpe_shared(
     // A program without __start, refused by mainline, runs too.
     cat(&d, &fixture("no_start.be.o"));
     assert_eq!(d.status().entry.as_deref(), Some("0xa3e00000"));
+}
+
+/// Blocks in `install` until told to go, so a test can act while a load holds the buffer.
+struct Gate {
+    entered: std::sync::mpsc::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+impl Backend for Gate {
+    fn kind(&self) -> &'static str {
+        "gate"
+    }
+    fn state(&mut self) -> vpe::Result<RprocState> {
+        Ok(RprocState::Offline)
+    }
+    fn stop(&mut self) -> vpe::Result<()> {
+        Ok(())
+    }
+    fn install(&mut self, _firmware: &[u8], sha256: &str) -> vpe::Result<String> {
+        let _ = self.entered.send(());
+        let _ = self.go.recv();
+        Ok(format!("vpe-compat/{sha256}.elf"))
+    }
+    fn start(&mut self, name: &str) -> vpe::Result<StartOutcome> {
+        Ok(StartOutcome {
+            firmware: name.to_string(),
+            state: RprocState::Running,
+            rolled_back: None,
+        })
+    }
+    fn firmware_name(&mut self) -> Option<String> {
+        None
+    }
+}
+
+#[test]
+fn a_write_during_a_load_counts_against_the_limit_and_follows_the_loaded_bytes() {
+    let hello = fixture("hello.be.o");
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let cfg = Config {
+        max_image: hello.len() + 4,
+        ..Config::default()
+    };
+    let d = Arc::new(Device::new(
+        cfg,
+        Box::new(Gate {
+            entered: entered_tx,
+            go: go_rx,
+        }),
+    ));
+    let fh = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    d.write(fh, &hello, ME).unwrap();
+    let loader = {
+        let d = d.clone();
+        std::thread::spawn(move || d.fsync(fh))
+    };
+    entered.recv().unwrap();
+    // The load has the buffer; its bytes still count.
+    assert_eq!(d.write(fh, &[0; 5], ME), Err(Errno(libc::ENOMEM)));
+    go.send(()).unwrap();
+    assert_eq!(loader.join().unwrap(), Ok(()));
+    let held = d.buffered();
+    assert!(held >= hello.len(), "{held}");
+    let fh2 = d.open(Node::Vpe1, libc::O_WRONLY).unwrap();
+    d.release(fh2);
+    d.release(fh);
+    assert_eq!(d.buffered(), 0, "accounting back to zero");
 }

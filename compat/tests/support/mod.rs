@@ -9,7 +9,7 @@ pub mod fakesys;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -191,7 +191,12 @@ impl Daemon {
 
     /// SIGTERM, then wait up to 10 s (SIGKILL after that); the exit status if it exited.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
-        self.signal(Signal::SIGTERM);
+        self.stop(Signal::SIGTERM)
+    }
+
+    /// Send `sig`, then wait up to 10 s (SIGKILL after that); the exit status if it exited.
+    pub fn stop(&mut self, sig: Signal) -> Option<ExitStatus> {
+        self.signal(sig);
         let mut c = self.child.take()?;
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(10) {
@@ -240,4 +245,73 @@ pub fn hostile_cases() -> Vec<(String, Vec<u8>)> {
             (n, std::fs::read(&p).unwrap())
         })
         .collect()
+}
+
+pub fn sh(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
+}
+
+/// Run a python3 snippet; `P` is bound to the path given.
+pub fn py(path: &Path, code: &str) -> Output {
+    let script = format!("import os, sys, errno, fcntl\nP = sys.argv[1]\n{code}\n");
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("python3")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A path quoted for `sh`.
+pub fn q(p: &Path) -> String {
+    format!("'{}'", p.display())
+}
+
+/// VmRSS of process `pid` in kB.
+pub fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Run the daemon on `mnt` with `args`, expecting it to exit by itself within 10 s (killed
+/// after that: then the code is `None`). Returns its exit code and stderr.
+pub fn run_to_exit<I, S>(mnt: &Path, args: I) -> (Option<i32>, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut c = Command::new(BIN)
+        .arg("--mount")
+        .arg(mnt)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let code = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break st.code();
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = c.kill();
+            let _ = c.wait();
+            if mounted(mnt) {
+                let _ = nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH);
+            }
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    let _ = c.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    (code, err)
 }
