@@ -47,7 +47,7 @@ impl State {
     }
 }
 
-// ERRNO values the RTLX operations return (Linux generic numbers; the daemon runs on Linux).
-pub const ENOEXEC: i32 = 8;
-pub const EIO: i32 = 5;
-pub const ENOSYS: i32 = 38;
+// errnos the RTLX operations return: the host's numbers (ENOSYS is 89 on a MIPS host).
+pub const ENOEXEC: i32 = libc::ENOEXEC;
+pub const EIO: i32 = libc::EIO;
+pub const ENOSYS: i32 = libc::ENOSYS;
