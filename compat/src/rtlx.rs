@@ -22,6 +22,8 @@ use vpe::spmem::{Carveouts, SpMemory};
 
 use crate::device::Errno;
 
+pub mod kspd;
+
 /// The running SP program as RTLX needs to see it.
 #[derive(Clone)]
 pub struct SpView {
