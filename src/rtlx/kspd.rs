@@ -589,4 +589,25 @@ mod tests {
         assert_eq!(o32_errno(libc::ENAMETOOLONG), 78);
         assert_eq!(o32_errno(libc::ELOOP), 90);
     }
+
+    #[test]
+    fn random_bytes_decode_without_panic() {
+        let mut x = 0x9e37_79b9u32;
+        let mut buf = Vec::new();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            buf.push((x >> 7) as u8);
+            if buf.len() > 64 {
+                buf.clear();
+            }
+            for e in [Endian::Big, Endian::Little] {
+                if let Ok(Decoded::Request { request, consumed }) = decode(&buf, e) {
+                    assert!(consumed <= buf.len());
+                    let _ = classify(&request);
+                }
+            }
+        }
+    }
 }

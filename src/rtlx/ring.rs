@@ -462,4 +462,73 @@ mod tests {
         m.read(0x1000_0400, &mut buf).unwrap();
         assert_eq!(buf, [0; 16]);
     }
+
+    /// VecMemory that counts accesses it had to refuse.
+    struct Counting {
+        mem: VecMemory,
+        refused: std::cell::Cell<usize>,
+    }
+
+    impl SpMemory for Counting {
+        fn read(&self, da: u32, buf: &mut [u8]) -> Result<()> {
+            self.mem
+                .read(da, buf)
+                .inspect_err(|_| self.refused.set(self.refused.get() + 1))
+        }
+        fn write(&self, da: u32, buf: &[u8]) -> Result<()> {
+            self.mem
+                .write(da, buf)
+                .inspect_err(|_| self.refused.set(self.refused.get() + 1))
+        }
+    }
+
+    /// xorshift32: deterministic, no dependency.
+    fn next(x: &mut u32) -> u32 {
+        *x ^= *x << 13;
+        *x ^= *x >> 17;
+        *x ^= *x << 5;
+        *x
+    }
+
+    #[test]
+    fn random_channels_never_reach_outside_the_carveouts() {
+        let (m, c) = mem();
+        let m = Counting {
+            mem: m,
+            refused: std::cell::Cell::new(0),
+        };
+        let mut x = 0x1234_5678u32;
+        // Values near the interesting edges: small, ring-sized, carveout edges, huge.
+        let pick = |x: &mut u32| match next(x) % 6 {
+            0 => next(x) % 40,
+            1 => 0x1000_0000 + next(x) % 0x1100,
+            2 => 0x1000_1000 - next(x) % 64,
+            3 => next(x),
+            4 => 0xffff_ffff - next(x) % 16,
+            _ => 0x7fff_ffff + next(x) % 3,
+        };
+        for round in 0..20_000 {
+            let ch = Channel {
+                rt_state: pick(&mut x),
+                lx_state: pick(&mut x),
+                buffer_size: pick(&mut x),
+                rt_write: pick(&mut x),
+                rt_read: pick(&mut x),
+                rt_buffer: pick(&mut x),
+                lx_write: pick(&mut x),
+                lx_read: pick(&mut x),
+                lx_buffer: pick(&mut x),
+            };
+            let e = if round % 2 == 0 {
+                Endian::Big
+            } else {
+                Endian::Little
+            };
+            m.mem.write(SITE.addr, &ch.encode(e)).unwrap();
+            let _ = SITE.poll(&m, &c, e);
+            let _ = SITE.put(&m, &c, b"0123456789abcdefghijklmnopqrstuvwxyz", e);
+            let _ = SITE.take(&m, &c, 1 + (next(&mut x) % 100) as usize, e);
+            assert_eq!(m.refused.get(), 0, "round {round}: {ch:?}");
+        }
+    }
 }
