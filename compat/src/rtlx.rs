@@ -17,7 +17,7 @@ use log::{debug, error, warn};
 use serde::Serialize;
 use vpe::elf::Endian;
 use vpe::rtlx::layout::{self, Choice, Info, Published};
-use vpe::rtlx::{State, RTLX_CHANNELS};
+use vpe::rtlx::{State, RTLX_CHANNELS, RTLX_CHANNEL_SYSIO};
 use vpe::spmem::{Carveouts, SpMemory};
 
 use crate::device::Errno;
@@ -46,14 +46,26 @@ pub struct SpView {
 pub struct Config {
     /// `--rtlx-layout`.
     pub layout: Choice,
+    /// `--kspd`: the daemon holds channel 2 ([`Rtlx::kspd_step`]); AP opens of it are EBUSY.
+    pub kspd: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             layout: Choice::Auto,
+            kspd: false,
         }
     }
+}
+
+/// What one [`Rtlx::kspd_step`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KspdStep {
+    /// No running SP with a published `rtlx_info`: nothing to serve yet.
+    Idle,
+    /// Requests served (possibly none); events for the daemon.
+    Served(Vec<kspd::Event>),
 }
 
 /// Result of [`Rtlx::open`].
@@ -132,6 +144,8 @@ type Live<'a> = Option<(&'a Sp, Info)>;
 
 struct Inner {
     sp: Option<Sp>,
+    /// Generation whose channel 2 kspd has opened (`KSPD: SP channel opened`).
+    kspd_opened: Option<u64>,
     in_open: [bool; RTLX_CHANNELS],
     handles: HashMap<u64, HandleState>,
     next_fh: u64,
@@ -166,6 +180,7 @@ impl Rtlx {
             cfg,
             inner: Mutex::new(Inner {
                 sp: None,
+                kspd_opened: None,
                 in_open: [false; RTLX_CHANNELS],
                 handles: HashMap::new(),
                 next_fh: 1,
@@ -228,7 +243,7 @@ impl Rtlx {
             return Err(Errno(libc::ENOSYS));
         }
         let mut inner = self.lock();
-        if inner.in_open[channel] {
+        if inner.in_open[channel] || (self.cfg.kspd && channel == RTLX_CHANNEL_SYSIO) {
             debug!("rtlx_open channel {channel} already opened");
             return Err(Errno(libc::EBUSY));
         }
@@ -468,6 +483,34 @@ impl Rtlx {
             None => debug!("{MSG_RELEASE_NULL} (channel {channel}: its SP is gone)"),
         }
         guard.handles.remove(&fh);
+    }
+
+    /// One pass of kspd on channel 2 (`sp_work`): once the SP has published its struct, open
+    /// the channel as kspd did (`lx_state = OPENED`), then serve what the SP sent. The caller
+    /// runs it on a thread of its own (credentials are per thread) and calls
+    /// [`kspd::Kspd::sp_stopped`] after [`Rtlx::sp_stopping`].
+    pub fn kspd_step(&self, k: &mut kspd::Kspd) -> Result<KspdStep, Errno> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(info) = self.find_info(inner, false)? else {
+            return Ok(KspdStep::Idle);
+        };
+        let sp = inner.sp.as_ref().expect("find_info found an SP");
+        let (mem, cv, e) = (sp.view.memory.as_ref(), &sp.view.carveouts, sp.view.endian);
+        let site = info.site(RTLX_CHANNEL_SYSIO);
+        let fail = |err: vpe::Error| {
+            error!("{err}");
+            errno(&err)
+        };
+        if inner.kspd_opened != Some(sp.view.generation) {
+            site.set_lx_state(mem, State::Opened as u32, e)
+                .map_err(fail)?;
+            inner.kspd_opened = Some(sp.view.generation);
+            debug!("KSPD: SP channel opened");
+        }
+        k.pump(&site, mem, cv, e)
+            .map(KspdStep::Served)
+            .map_err(fail)
     }
 
     pub fn status(&self) -> RtlxStatus {

@@ -471,6 +471,7 @@ fn a_struct_fitting_neither_layout_is_enoexec() {
     // Told the layout, it opens; the channel is then refused per operation.
     let r = Rtlx::new(Config {
         layout: Choice::Fixed(Layout::L296),
+        ..Config::default()
     });
     r.sp_started(sp.view(1));
     let fh = opened(r.open(1, false));
@@ -483,6 +484,7 @@ fn the_wrong_fixed_layout_misreads_but_stays_inside() {
     let (_, sp) = running(Layout::L300, Endian::Big);
     let r = Rtlx::new(Config {
         layout: Choice::Fixed(Layout::L296),
+        ..Config::default()
     });
     r.sp_started(sp.view(1));
     for n in 0..RTLX_CHANNELS {
@@ -540,4 +542,56 @@ fn backoff_spins_then_doubles_to_its_cap() {
     );
     b.reset();
     assert_eq!(b.next_delay(), Duration::ZERO);
+}
+
+#[test]
+fn kspd_holds_channel_2_and_serves_it() {
+    use vpe::rtlx::kspd::{Reply, Request, MTSP_SYSCALL_EXIT};
+    for (layout, e) in all() {
+        let sp = Sp::new(layout, e);
+        let r = Rtlx::new(Config {
+            kspd: true,
+            ..Config::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = kspd::Kspd::new(
+            kspd::KspdConfig::default(),
+            kspd::Loader {
+                uid: 0,
+                gid: 0,
+                cwd: dir.path().to_path_buf(),
+            },
+        );
+        assert_eq!(r.kspd_step(&mut k).unwrap(), KspdStep::Idle);
+        r.sp_started(sp.view(1));
+        assert_eq!(
+            r.kspd_step(&mut k).unwrap(),
+            KspdStep::Idle,
+            "not published yet"
+        );
+        sp.publish();
+        assert_eq!(r.kspd_step(&mut k).unwrap(), KspdStep::Served(vec![]));
+        assert_eq!(sp.chan(2).lx_state, State::Opened as u32);
+        assert_eq!(r.open(2, true).err(), Some(Errno(libc::EBUSY)));
+        assert_eq!(r.open(2, false).err(), Some(Errno(libc::EBUSY)));
+        opened(r.open(1, true));
+        let exit = Request {
+            cmd: MTSP_SYSCALL_EXIT,
+            abi: 0,
+            size: 4,
+            args: [7, 0, 0, 0, 0, 0, 0],
+        };
+        // A 12-byte request does not fit a 16-byte ring twice: send, serve, read back.
+        sp.send(2, &exit.encode(e));
+        assert_eq!(
+            r.kspd_step(&mut k).unwrap(),
+            KspdStep::Served(vec![kspd::Event::Exit(7)])
+        );
+        let reply = sp.recv(2);
+        let reply = Reply::decode(reply.try_into().unwrap(), e);
+        assert_eq!((reply.retval, reply.errno), (-1, 0));
+        r.sp_stopping();
+        k.sp_stopped();
+        assert_eq!(r.kspd_step(&mut k).unwrap(), KspdStep::Idle);
+    }
 }
