@@ -146,6 +146,8 @@ struct Inner {
     sp: Option<Sp>,
     /// Generation whose channel 2 kspd has opened (`KSPD: SP channel opened`).
     kspd_opened: Option<u64>,
+    /// Generation kspd gave up on (`KSPD: unable to open sp channel`) until the next start.
+    kspd_gave_up: Option<u64>,
     in_open: [bool; RTLX_CHANNELS],
     handles: HashMap<u64, HandleState>,
     next_fh: u64,
@@ -181,6 +183,7 @@ impl Rtlx {
             inner: Mutex::new(Inner {
                 sp: None,
                 kspd_opened: None,
+                kspd_gave_up: None,
                 in_open: [false; RTLX_CHANNELS],
                 handles: HashMap::new(),
                 next_fh: 1,
@@ -492,8 +495,19 @@ impl Rtlx {
     pub fn kspd_step(&self, k: &mut kspd::Kspd) -> Result<KspdStep, Errno> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let Some(info) = self.find_info(inner, false)? else {
+        let generation = inner.sp.as_ref().map(|sp| sp.view.generation);
+        if generation.is_some() && inner.kspd_gave_up == generation {
             return Ok(KspdStep::Idle);
+        }
+        let info = match self.find_info(inner, false) {
+            Ok(Some(info)) => info,
+            Ok(None) => return Ok(KspdStep::Idle),
+            Err(e) => {
+                // As kspd.c: one failed open and it waits for the next program.
+                error!("KSPD: unable to open sp channel");
+                inner.kspd_gave_up = generation;
+                return Err(e);
+            }
         };
         let sp = inner.sp.as_ref().expect("find_info found an SP");
         let (mem, cv, e) = (sp.view.memory.as_ref(), &sp.view.carveouts, sp.view.endian);

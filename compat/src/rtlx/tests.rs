@@ -595,3 +595,33 @@ fn kspd_holds_channel_2_and_serves_it() {
         assert_eq!(r.kspd_step(&mut k).unwrap(), KspdStep::Idle);
     }
 }
+
+#[test]
+fn kspd_gives_up_on_a_bad_struct_until_the_next_start() {
+    let sp = Sp::new(Layout::L296, Endian::Big);
+    sp.publish();
+    sp.w32(INFO, 0x1234_5601);
+    let r = Rtlx::new(Config {
+        kspd: true,
+        ..Config::default()
+    });
+    let mut k = kspd::Kspd::new(
+        kspd::KspdConfig::default(),
+        kspd::Loader {
+            uid: 0,
+            gid: 0,
+            cwd: "/".into(),
+        },
+    );
+    r.sp_started(sp.view(1));
+    assert_eq!(r.kspd_step(&mut k), Err(Errno(libc::ENOEXEC)));
+    sp.w32(INFO, RTLX_ID);
+    assert_eq!(
+        r.kspd_step(&mut k),
+        Ok(KspdStep::Idle),
+        "no retry in this run"
+    );
+    r.sp_stopping();
+    r.sp_started(sp.view(2));
+    assert_eq!(r.kspd_step(&mut k), Ok(KspdStep::Served(vec![])));
+}
