@@ -122,6 +122,25 @@ pub enum Error {
     #[error("{message}{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
     Voice { message: String, detail: String },
 
+    // ---- SP memory and RTLX (spmem, rtlx) ------------------------------------------------
+    /// An SP address range that lies in no single carveout: never read or written.
+    #[error("SP address {da:#010x} + {len:#x} bytes is outside every carveout ({carveouts})")]
+    SpAddress {
+        da: u32,
+        len: u64,
+        carveouts: String,
+    },
+
+    /// What the SP published for RTLX cannot be served. `message` starts with the legacy
+    /// kernel's text where it had one and names the channel and address; `errno` is what the
+    /// `/dev/rtlxN` operation returns.
+    #[error("{message}")]
+    Rtlx { message: String, errno: i32 },
+
+    /// A kspd request that cannot be decoded (the legacy kspd would have overrun its stack).
+    #[error("{message}")]
+    Kspd { message: String },
+
     // ---- conversion -----------------------------------------------------------------------
     /// A request the converter cannot honour (bad option combination, address out of range).
     #[error("{message}")]
@@ -135,6 +154,7 @@ impl Error {
         match self {
             Error::Kernel { errno, .. } => *errno,
             Error::Backend { errno, .. } if *errno != 0 => *errno,
+            Error::Rtlx { errno, .. } => *errno,
             _ => ENOEXEC,
         }
     }

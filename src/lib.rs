@@ -18,6 +18,8 @@ pub mod legacy;
 pub mod memory;
 pub mod remoteproc;
 pub mod rproc;
+pub mod rtlx;
+pub mod spmem;
 pub mod synth;
 
 pub use error::{Error, Result};

@@ -4,6 +4,9 @@
 mod device;
 mod fuse;
 mod loglimit;
+// The /dev/rtlxN state machine; fuse.rs serves it once the emulated SP (issue 11) lands.
+#[allow(dead_code)]
+mod rtlx;
 mod status;
 
 use std::io;

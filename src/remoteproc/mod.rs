@@ -1,6 +1,7 @@
 //! Driving a remote processor: the real one through sysfs, or a simulated one that applies
 //! the kernel's rules exactly (the default of `vpe-compat`, so it runs on any Linux box).
 
+pub mod devmem;
 pub mod sim;
 pub mod sysfs;
 
