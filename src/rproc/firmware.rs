@@ -28,6 +28,12 @@ use crate::image::{Image, Segment};
 
 /// Granule of the page-range merge and of `p_align`.
 pub const PAGE: u64 = 0x1000;
+/// Zero runs of whole pages at least this long (16 pages) are not stored in the file: the
+/// `PT_LOAD` before one ends its `p_filesz` where the run starts (the loader zero-fills the
+/// rest of its `p_memsz`) and the next starts page-aligned where it ends. 16 pages bound the
+/// `PT_LOAD` count by the loaded memory (one split per 64 KiB at most), while a shorter run is
+/// stored as at most 64 KiB of zeros (docs/CONVERSION.md §3).
+pub const MIN_ZERO_RUN: u64 = 16 * PAGE;
 /// Profile M: carveouts are mapped by wired TLB entry *pairs* of 4 KiB pages, so `da` and
 /// `len` must be multiples of 8 KiB (Redfearn's `mips_rproc_map`, spec §4.4).
 pub const MIPS_CARVEOUT_ALIGN: u64 = 0x2000;
@@ -138,6 +144,11 @@ struct Region<'a> {
     file_len: u64,
     /// Exclusive end in memory (`>= start + file_len`).
     mem_end: u64,
+    /// What is stored in the file: sorted, non-overlapping absolute `[lo, hi)` ranges of the
+    /// file part, the first starting at `start`; between two of them lies a run of at least
+    /// [`MIN_ZERO_RUN`] zero bytes of whole pages, and after the last one only zeros. Filled
+    /// in by [`plan`] once the tail is in place.
+    extents: Vec<(u64, u64)>,
 }
 
 impl Region<'_> {
@@ -362,9 +373,6 @@ fn regions(image: &Image) -> Result<Vec<Region<'_>>> {
         match out.last_mut() {
             Some(r) if touches => {
                 let at = (s.addr - r.start) as u64;
-                if at + s.data.len() as u64 > MAX_FILE {
-                    return Err(too_big(at));
-                }
                 if !s.data.is_empty() {
                     r.parts.push((at, Cow::Borrowed(&s.data)));
                     r.file_len = at + s.data.len() as u64;
@@ -376,6 +384,7 @@ fn regions(image: &Image) -> Result<Vec<Region<'_>>> {
                 parts: vec![(0, Cow::Borrowed(&s.data))],
                 file_len: s.data.len() as u64,
                 mem_end: s.end(),
+                extents: Vec::new(),
             }),
         }
     }
@@ -384,14 +393,73 @@ fn regions(image: &Image) -> Result<Vec<Region<'_>>> {
 
 fn too_big(n: u64) -> Error {
     convert_err(format!(
-        "the firmware would hold {n:#x} bytes of file data (limit {MAX_FILE:#x}); the image has a huge gap or .bss before its end"
+        "the firmware would be {n:#x} bytes (limit {MAX_FILE:#x}): the image holds that much non-zero data"
     ))
+}
+
+/// True if every byte is zero; compared 16 bytes at a time (a word-wise scan).
+fn is_zero(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(16);
+    chunks
+        .by_ref()
+        .all(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])) == 0)
+        && chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// The stored extents of `r` (see [`Region::extents`]). `protected` are absolute ranges of
+/// sections with file contents (PROGBITS): a section header describes one contiguous range of
+/// the file, so no zero run is cut out of one (their bytes come from the input file, so they
+/// cannot be a memory bomb).
+fn stored_extents(r: &Region<'_>, protected: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let s = u64::from(r.start);
+    let fe = r.file_end();
+    // Pages that must be stored: those holding a non-zero byte or part of a protected
+    // section. Only file bytes are scanned; gaps between parts are zero by construction.
+    let mut keep: Vec<(u64, u64)> = Vec::new();
+    for (o, bytes) in &r.parts {
+        let a = s + o;
+        let mut i = 0usize;
+        while i < bytes.len() {
+            let addr = a + i as u64;
+            let page_end = down(addr, PAGE) + PAGE;
+            let n = ((page_end - addr) as usize).min(bytes.len() - i);
+            if !is_zero(&bytes[i..i + n]) {
+                keep.push((down(addr, PAGE), page_end));
+            }
+            i += n;
+        }
+    }
+    for &(lo, hi) in protected {
+        if lo < fe && hi > s && lo < hi {
+            keep.push((down(lo, PAGE), hi.div_ceil(PAGE) * PAGE));
+        }
+    }
+    keep.sort_unstable();
+    let mut extents = Vec::new();
+    let (mut cur0, mut cur1) = (s, s);
+    for (k0, k1) in keep {
+        let (k0, k1) = (k0.max(s), k1.min(fe));
+        if k1 <= cur1 {
+            continue;
+        }
+        // k0 is page-aligned (or `s`, and then there is no gap): the next PT_LOAD may start
+        // there and still keep p_offset ≡ p_vaddr (mod 4096) with its bytes at the top.
+        if k0 >= cur1 + MIN_ZERO_RUN {
+            extents.push((cur0, cur1));
+            cur0 = k0;
+        }
+        cur1 = k1;
+    }
+    extents.push((cur0, cur1));
+    extents
 }
 
 /// One PT_LOAD: `[start, end)` of region `region`, inside one carveout.
 #[derive(Debug, Clone, Copy)]
 struct Piece {
     region: usize,
+    /// Index into the region's `extents` of the extent holding (or last before) `start`.
+    extent: usize,
     start: u32,
     end: u64,
 }
@@ -474,16 +542,13 @@ fn plan<'a>(image: &'a Image, opts: &Options) -> Result<Plan<'a>> {
         ));
     }
 
-    // Extend the last region: its .bss and the gaps become explicit zeros up to the table.
+    // Extend the last region's file part up to the table; its .bss and gaps are zeros that
+    // `stored_extents` leaves out of the file where they span whole pages.
     let entry = tail.trampoline.unwrap_or(image.entry);
     {
         let r = &mut regions[last];
         let start = u64::from(r.start);
-        let file_len = tail.file_end - start;
-        if file_len > MAX_FILE {
-            return Err(too_big(file_len));
-        }
-        r.file_len = file_len;
+        r.file_len = tail.file_end - start;
         let mut put = |addr: u32, bytes: &[u8]| {
             r.parts
                 .push((u64::from(addr) - start, Cow::Owned(bytes.to_vec())));
@@ -502,20 +567,55 @@ fn plan<'a>(image: &'a Image, opts: &Options) -> Result<Plan<'a>> {
         r.mem_end = tail.mem_end;
     }
 
-    let pieces = cos
+    // Sections with file contents, the converter's own included.
+    let mut protected: Vec<(u64, u64)> = image
+        .sections
         .iter()
-        .map(|(ri, c)| {
-            let r = &regions[*ri];
-            let lo = u64::from(c.da).max(u64::from(r.start));
-            let hi = (u64::from(c.da) + u64::from(c.len)).min(r.mem_end);
-            Piece {
-                region: *ri,
-                start: lo as u32,
-                end: hi,
-            }
-        })
-        .filter(|p| p.end > u64::from(p.start))
+        .filter(|s| s.sh_type != SHT_NOBITS && s.size > 0)
+        .map(|s| (u64::from(s.addr), u64::from(s.addr) + u64::from(s.size)))
         .collect();
+    if let Some(t) = tail.trampoline {
+        protected.push((u64::from(t), u64::from(t) + trampoline::SIZE as u64));
+    }
+    protected.push((
+        u64::from(tail.boot_args),
+        u64::from(tail.boot_args) + BOOT_ARGS_SIZE,
+    ));
+    protected.push((
+        u64::from(tail.table),
+        u64::from(tail.table) + u64::from(tail.table_size),
+    ));
+    for r in &mut regions {
+        r.extents = stored_extents(r, &protected);
+    }
+
+    // One PT_LOAD per (region ∩ carveout), split again where a stored extent starts.
+    let mut pieces = Vec::new();
+    for (ri, c) in &cos {
+        let r = &regions[*ri];
+        let lo = u64::from(c.da).max(u64::from(r.start));
+        let hi = (u64::from(c.da) + u64::from(c.len)).min(r.mem_end);
+        if hi <= lo {
+            continue;
+        }
+        let mut at = lo;
+        // The extent holding (or last before) `at`; extents[0] starts at r.start <= lo.
+        let mut k = r.extents.partition_point(|e| e.0 <= at) - 1;
+        loop {
+            let next = r.extents.get(k + 1).map_or(hi, |e| e.0.min(hi));
+            pieces.push(Piece {
+                region: *ri,
+                extent: k,
+                start: at as u32,
+                end: next,
+            });
+            if next >= hi {
+                break;
+            }
+            at = next;
+            k += 1;
+        }
+    }
     Ok(Plan {
         regions,
         tail,
@@ -767,10 +867,24 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     let mut w = Writer::new(endian);
     w.reserve(EHDR32_SIZE as u64, 1)?;
     let phoff = w.reserve((nph * PHDR32_SIZE) as u64, 4)?;
-    let mut region_off = Vec::with_capacity(plan.regions.len());
+    // File offset of every stored extent, region by region.
+    let mut extent_off: Vec<Vec<u64>> = Vec::with_capacity(plan.regions.len());
     for r in &plan.regions {
-        region_off.push(w.reserve_congruent(r.file_len, r.start, PAGE)?);
+        let mut offs = Vec::with_capacity(r.extents.len());
+        for &(lo, hi) in &r.extents {
+            offs.push(w.reserve_congruent(hi - lo, lo as u32, PAGE)?);
+        }
+        extent_off.push(offs);
     }
+    // File offset of `addr` in region `ri`: in the extent holding it, or, past an extent's
+    // end (only NOBITS and zero-length sections get there), that extent's end.
+    let file_off = |ri: usize, addr: u32| -> u64 {
+        let r = &plan.regions[ri];
+        let a = u64::from(addr);
+        let k = r.extents.partition_point(|e| e.0 <= a).max(1) - 1;
+        let (lo, hi) = r.extents[k];
+        extent_off[ri][k] + (a.max(lo) - lo).min(hi - lo)
+    };
     let note_off = w.reserve(note_bytes.len() as u64, 4)?;
     let symtab_off = w.reserve((syms.len() * SYM32_SIZE) as u64, 4)?;
     let strtab_off = w.reserve(strtab.bytes().len() as u64, 1)?;
@@ -787,16 +901,17 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     let mut need = w.reserved();
     for p in &plan.pieces {
         let r = &plan.regions[p.region];
-        let rel = u64::from(p.start) - u64::from(r.start);
-        let fend = r.file_end();
-        let filesz = fend
+        let (lo, hi) = r.extents[p.extent];
+        let rel = u64::from(p.start) - lo;
+        let filesz = hi
             .saturating_sub(u64::from(p.start))
             .min(p.end - u64::from(p.start));
-        let natural = region_off[p.region] + rel;
+        let off0 = extent_off[p.region][p.extent];
+        let natural = off0 + rel;
         let p_offset = if filesz > 0 {
             natural
         } else {
-            let limit = region_off[p.region] + r.file_len;
+            let limit = off0 + (hi - lo);
             let over = natural.saturating_sub(limit);
             natural
                 .checked_sub(over.div_ceil(PAGE) * PAGE)
@@ -835,7 +950,7 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     let mut next_fixed = fixed_offsets.iter();
     for (k, s) in secs.iter().enumerate() {
         let off = match s.in_region {
-            Some(ri) => region_off[ri] + (u64::from(s.addr) - u64::from(plan.regions[ri].start)),
+            Some(ri) => file_off(ri, s.addr),
             None => *next_fixed.next().unwrap_or(&0),
         };
         shdrs.push(Shdr {
@@ -875,9 +990,17 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     };
     w.write_ehdr(&ehdr)?;
     w.write_phdrs(phoff, &phdrs)?;
-    for (r, &off) in plan.regions.iter().zip(&region_off) {
+    // Each part's bytes that fall into stored extents (the rest are zero runs).
+    for (r, offs) in plan.regions.iter().zip(&extent_off) {
+        let start = u64::from(r.start);
         for (o, bytes) in &r.parts {
-            w.write_at(off + o, bytes)?;
+            let (a, b) = (start + o, start + o + bytes.len() as u64);
+            for (&(lo, hi), &off) in r.extents.iter().zip(offs) {
+                let (x, y) = (a.max(lo), b.min(hi));
+                if x < y {
+                    w.write_at(off + (x - lo), &bytes[(x - a) as usize..(y - a) as usize])?;
+                }
+            }
         }
     }
     w.write_at(note_off, &note_bytes)?;
@@ -1478,5 +1601,166 @@ mod tests {
                 assert_eq!(da / 0x10_0000, (da + len - 1) / 0x10_0000);
             }
         }
+    }
+
+    /// Build, then run every kernel era's `check` with the mips-rproc profile, `verify`, and
+    /// the structural checklist; returns the bytes.
+    fn build_checked(img: &Image, o: &Options) -> Vec<u8> {
+        use crate::rproc::{check, verify};
+        let bytes = build(img, o).unwrap();
+        check_structure(&bytes, img.endian, o.profile);
+        for kernel in [
+            check::KernelEra::Newest,
+            check::KernelEra::Pre57,
+            check::KernelEra::Old4x,
+        ] {
+            let copts = check::Options {
+                host: Some(img.endian),
+                profile: Some(o.profile),
+                kernel,
+            };
+            let loaded = check::check(&bytes, &copts)
+                .unwrap_or_else(|e| panic!("{kernel:?}: {e}"));
+            let r = verify::verify(img, &loaded);
+            assert!(r.equivalent && r.entry_ok, "{kernel:?}: {r:?}");
+        }
+        bytes
+    }
+
+    /// One segment: 0x160 bytes of data, then `bss` bytes of .bss.
+    fn bss_image(bss: u32) -> Image {
+        let mut img = image(0x1000_0000, Endian::Big);
+        img.segments.truncate(1);
+        img.sections.truncate(4);
+        img.segments[0].mem_size = 0x160 + bss;
+        img.sections[3].size = bss;
+        img
+    }
+
+    #[test]
+    fn trailing_bss_is_not_stored() {
+        let img = bss_image(255 << 20);
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        // Headers and the table of 256 carveouts, not 255 MiB of zeros.
+        assert!(bytes.len() < 0x10000, "{:#x} bytes", bytes.len());
+        let elf = Elf::parse(&bytes).unwrap();
+        let ls = loads(&elf);
+        // The first PT_LOAD stores the data's page and zero-fills the rest of its 1 MiB.
+        assert_eq!((ls[0].p_vaddr, ls[0].p_filesz), (0x1000_0000, 0x1000));
+        // The tail's PT_LOAD starts on a page boundary and is the only other one with bytes.
+        let tr = section(&elf, ".vpe.trampoline");
+        let tail = ls.iter().find(|p| p.p_filesz > 0 && p.p_vaddr > 0x1000_0000).unwrap();
+        assert_eq!(tail.p_vaddr, tr.sh_addr & !0xfff);
+        assert_eq!(ls.iter().filter(|p| p.p_filesz > 0).count(), 2);
+        // The tail stays where it was (right after the .bss).
+        assert_eq!(tr.sh_addr, 0x1000_0000 + 0x160 + (255 << 20));
+        // No two PT_LOADs share a page.
+        for w in ls.windows(2) {
+            assert!(w[0].p_vaddr + w[0].p_memsz <= w[1].p_vaddr & !0xfff);
+        }
+    }
+
+    #[test]
+    fn bss_shorter_than_the_minimum_run_is_stored_as_before() {
+        let img = bss_image(MIN_ZERO_RUN as u32);
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        let elf = Elf::parse(&bytes).unwrap();
+        // data page + 15 whole zero pages + the tail's page: below the minimum, one PT_LOAD.
+        assert_eq!(loads(&elf).len(), 1);
+        assert!(bytes.len() > MIN_ZERO_RUN as usize);
+        let img = bss_image(MIN_ZERO_RUN as u32 + 0x1000);
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        let elf = Elf::parse(&bytes).unwrap();
+        assert_eq!(loads(&elf).len(), 2);
+        assert!(bytes.len() < 0x4000, "{:#x}", bytes.len());
+    }
+
+    #[test]
+    fn mid_image_zero_pages_are_split_out_unless_a_section_holds_them() {
+        // .data (0x40 bytes of 0x22 at +0x120), then 1 MiB of file zeros that a NOBITS .bss
+        // covers, then .sdata (PROGBITS) with bytes: the legacy model's data holds the .bss.
+        let base = 0x1000_0000u32;
+        let mut img = image(base, Endian::Little);
+        img.segments.truncate(1);
+        img.sections.truncate(4);
+        let sdata_at = 0x160 + 0x10_0000;
+        img.segments[0].data.resize(sdata_at as usize, 0);
+        img.segments[0].data.extend_from_slice(&[0x44; 0x20]);
+        img.segments[0].mem_size = sdata_at + 0x20;
+        img.sections[3].size = 0x10_0000;
+        img.sections.push(sec(
+            5,
+            ".sdata",
+            SHT_PROGBITS,
+            SHF_ALLOC | SHF_WRITE,
+            base + sdata_at,
+            0x20,
+        ));
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        assert!(bytes.len() < 0x8000, "{:#x}", bytes.len());
+        let elf = Elf::parse(&bytes).unwrap();
+        let sd = section(&elf, ".sdata");
+        assert_eq!(
+            &bytes[sd.sh_offset as usize..][..0x20],
+            &[0x44; 0x20],
+            "section offsets follow the split"
+        );
+        // The same zeros inside a PROGBITS section are kept: a section is one file range.
+        img.sections[3].sh_type = SHT_PROGBITS;
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        assert!(bytes.len() > 0x10_0000, "{:#x}", bytes.len());
+    }
+
+    #[test]
+    fn zero_gap_between_segments_of_one_region_and_fixed_profile() {
+        // ET_EXEC-like: two segments whose pages touch through a 2 MiB .bss of the first.
+        let base = 0x8010_0000u32;
+        let mut img = image(base, Endian::Big);
+        img.segments[0].mem_size = 0x20_0000;
+        img.sections[3].size = 0x20_0000 - 0x160;
+        img.segments[1].addr = base + 0x20_0000;
+        img.sections[4].addr = base + 0x20_0000;
+        let bytes = build_checked(&img, &opts(Profile::Fixed));
+        assert!(bytes.len() < 0x8000, "{:#x}", bytes.len());
+        let elf = Elf::parse(&bytes).unwrap();
+        let far = section(&elf, ".far");
+        assert_eq!(&bytes[far.sh_offset as usize..][..0x10], &[0x33; 0x10]);
+        // One carveout (fixed), three PT_LOADs: data, the .far page (starting a new extent),
+        // and nothing else; the tail follows .far in the second one.
+        assert_eq!(carveouts_of(&table_of(&bytes, &elf, Endian::Big)).len(), 1);
+        assert_eq!(loads(&elf).len(), 2);
+    }
+
+    /// A pathological image: `n` pages of data, each followed by exactly one minimum run of
+    /// zeros, in one segment (what alternating PROGBITS/NOBITS sections give).
+    #[test]
+    fn alternating_data_and_zero_runs_bound_the_pt_load_count() {
+        let base = 0x1000_0000u32;
+        let n = 240u32; // 240 * 68 KiB ~ 16 MiB, the default loaded-memory limit
+        let stride = 0x1000 + MIN_ZERO_RUN as u32;
+        let mut img = image(base, Endian::Big);
+        img.segments.truncate(1);
+        img.sections.truncate(1);
+        let mut data = vec![0u8; (stride * (n - 1) + 0x1000) as usize];
+        for k in 0..n {
+            data[(k * stride) as usize..][..0x1000].fill(0x5a);
+        }
+        img.segments[0].mem_size = data.len() as u32;
+        img.segments[0].data = data;
+        img.sections[0].size = 0x1000;
+        img.entry = base;
+        img.symbols.clear();
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        let elf = Elf::parse(&bytes).unwrap();
+        let cos = carveouts_of(&table_of(&bytes, &elf, Endian::Big)).len();
+        // One PT_LOAD per run plus at most one per carveout boundary.
+        assert!(loads(&elf).len() <= n as usize + cos, "{}", loads(&elf).len());
+        assert!(loads(&elf).len() >= n as usize);
+        assert!(bytes.len() < (n as usize + 2) * 0x1000 + 0x4000, "{:#x}", bytes.len());
+        eprintln!(
+            "alternating: {n} runs, {cos} carveouts, {} PT_LOADs, {:#x} bytes",
+            loads(&elf).len(),
+            bytes.len()
+        );
     }
 }
