@@ -228,3 +228,27 @@ fn fixed_profile_at_another_base_runs_like_gnu_ld() {
         assert_eq!(got, reference, "{obj}");
     }
 }
+
+/// An 8 MiB `.bss` is zero-filled by the loader, never stored: the firmware stays small, the
+/// program finds its `.bss` zero, writes to it, and runs as GNU ld's link does.
+#[test]
+fn big_bss_runs_and_is_not_stored() {
+    check_rel("bigbss", RelocSemantics::Strict);
+    for (_, tag) in endians() {
+        let obj = format!("bigbss.{tag}.o");
+        let conv = convert::convert(&fixture_bytes(&obj), &Options::default()).unwrap();
+        assert!(
+            conv.firmware.len() < 0x8000,
+            "{obj}: {:#x}-byte firmware",
+            conv.firmware.len()
+        );
+        let loaded: u64 = conv
+            .loaded
+            .image
+            .segments
+            .iter()
+            .map(|s| u64::from(s.mem_size))
+            .sum();
+        assert!(loaded > 8 << 20, "{obj}: loads {loaded:#x}");
+    }
+}
