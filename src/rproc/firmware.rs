@@ -170,8 +170,46 @@ struct Tail {
     mem_end: u64,
 }
 
-fn crosses_mib(addr: u64, len: u64) -> bool {
-    len > 0 && addr / MIPS_CARVEOUT_MAX != (addr + len - 1) / MIPS_CARVEOUT_MAX
+/// Size of the mips-rproc carveout chunk starting at `lo`: naturally aligned, at most 1 MiB
+/// (see [`carveouts`]).
+fn chunk_len(lo: u64) -> u64 {
+    if lo == 0 {
+        MIPS_CARVEOUT_MAX
+    } else {
+        (1u64 << lo.trailing_zeros()).min(MIPS_CARVEOUT_MAX)
+    }
+}
+
+/// The first carveout boundary above `addr` of a mips-rproc region starting at `start`: the
+/// chunks begin at `start` rounded down to 8 KiB and double in size up to 1 MiB, so below
+/// 1 MiB alignment the boundaries are closer than 1 MiB (`--base 0x1000e000`: 0x10010000,
+/// 0x10020000, 0x10040000, ...).
+fn next_boundary(start: u64, addr: u64) -> u64 {
+    let mut b = down(start, MIPS_CARVEOUT_ALIGN);
+    while b <= addr {
+        if b % MIPS_CARVEOUT_MAX == 0 {
+            // From here on every boundary is a multiple of 1 MiB.
+            return (down(addr, MIPS_CARVEOUT_MAX) + MIPS_CARVEOUT_MAX).max(b);
+        }
+        b += chunk_len(b);
+    }
+    b
+}
+
+/// `addr`, or the next carveout boundary(s) up if `[addr, addr + len)` would straddle one:
+/// the table must lie in one PT_LOAD's file part and the trace buffer in one carveout.
+fn inside_one_chunk(start: u64, addr: u64, len: u64, what: &str) -> Result<u64> {
+    let mut a = addr;
+    // Chunk sizes double at each boundary up to 1 MiB, so a few moves always suffice.
+    for _ in 0..16 {
+        if len == 0 || a + len <= next_boundary(start, a) {
+            return Ok(a);
+        }
+        a = next_boundary(start, a);
+    }
+    Err(convert_err(format!(
+        "{what} of {len:#x} bytes does not fit in one mips-rproc carveout (at most {MIPS_CARVEOUT_MAX:#x} bytes)"
+    )))
 }
 
 /// Size of the table with `n` carveouts (and a trace entry if `trace`).
@@ -196,7 +234,14 @@ fn table_size(n: usize, trace: bool) -> Result<u64> {
     Ok(ResourceTable { ver: 1, entries }.encoded_len() as u64)
 }
 
-fn tail_layout(last_end: u64, n_carveouts: usize, opts: &Options) -> Result<Tail> {
+/// The tail after `last_end`, the end of the last region, which starts at `last_start`.
+fn tail_layout(
+    last_start: u32,
+    last_end: u64,
+    n_carveouts: usize,
+    opts: &Options,
+) -> Result<Tail> {
+    let start = u64::from(last_start);
     let m = opts.profile == Profile::MipsRproc;
     let mut p = up(last_end, 16)?;
     let trampoline = if opts.trampoline {
@@ -210,10 +255,12 @@ fn tail_layout(last_end: u64, n_carveouts: usize, opts: &Options) -> Result<Tail
     p = boot_args + BOOT_ARGS_SIZE;
     let table_size = table_size(n_carveouts, opts.trace.is_some())?;
     let mut table = up(p, 8)?;
-    // Profile M splits PT_LOADs at 1 MiB carveout boundaries; the table must stay inside one
-    // PT_LOAD's file-backed part (checklist #13), so it never straddles a boundary.
-    if m && crosses_mib(table, table_size) {
-        table = up(table, MIPS_CARVEOUT_MAX)?;
+    // Profile M splits PT_LOADs at carveout boundaries; the table must stay inside one
+    // PT_LOAD's file-backed part (checklist #13), so it never straddles a boundary. (The
+    // trampoline and `vpe_boot_args` may: the CPU sees the carveouts as contiguous virtual
+    // memory.)
+    if m {
+        table = inside_one_chunk(start, table, table_size, "the resource table")?;
     }
     p = table + table_size;
     let file_end = p;
@@ -228,8 +275,8 @@ fn tail_layout(last_end: u64, n_carveouts: usize, opts: &Options) -> Result<Tail
                 )));
             }
             let mut t = up(p, 8)?;
-            if m && crosses_mib(t, len64) {
-                t = up(t, MIPS_CARVEOUT_MAX)?;
+            if m {
+                t = inside_one_chunk(start, t, len64, "the trace buffer")?;
             }
             p = t + len64;
             Some((addr32(t, "the trace buffer")?, len))
@@ -267,12 +314,7 @@ fn carveouts(ranges: &[(u32, u64)], profile: Profile) -> Result<Vec<(usize, Carv
                 // next_pow2(len): CMA aligns the physical address that way and the driver
                 // picks TLB page sizes from it, so `da` must be aligned alike (spec §4.4).
                 while lo < hi {
-                    let a = if lo == 0 {
-                        MIPS_CARVEOUT_MAX
-                    } else {
-                        1u64 << lo.trailing_zeros()
-                    };
-                    let len = a.min(MIPS_CARVEOUT_MAX).min(hi - lo);
+                    let len = chunk_len(lo).min(hi - lo);
                     out.push((ri, (lo as u32, len as u32)));
                     lo += len;
                 }
@@ -504,7 +546,7 @@ fn plan<'a>(image: &'a Image, opts: &Options) -> Result<Plan<'a>> {
     // ends: iterate to a fixpoint (both grow monotonically, so this converges quickly).
     let mut n = 1usize;
     let (tail, cos) = loop {
-        let tail = tail_layout(last_end, n, opts)?;
+        let tail = tail_layout(regions[last].start, last_end, n, opts)?;
         let ranges: Vec<(u32, u64)> = regions
             .iter()
             .enumerate()

@@ -200,10 +200,9 @@ fn entry_path(legacy: &Image, fw: &Image) -> (EntryPath, bool) {
     match code.and_then(|c| trampoline::decode(&c, fw.endian)) {
         Some(t) => {
             let args = (u64::from(t.boot_args), u64::from(t.boot_args) + 16);
-            let loaded = fw
-                .segments
-                .iter()
-                .any(|s| u64::from(s.addr) <= args.0 && args.1 <= s.end());
+            // Contiguous carveouts are mapped contiguously (the MIPS driver maps each at its
+            // da), so the store may span two adjacent segments.
+            let loaded = overlap(&[args], &ranges(fw)) == args.1 - args.0;
             let clobbers = overlap(&[args], &ranges(legacy)) > 0;
             let ok = t.target == legacy.entry && loaded && !clobbers;
             (
@@ -474,6 +473,21 @@ mod tests {
             // boot_args on top of the legacy program, or outside loaded memory.
             assert!(!verify(&leg, &with_tramp(tramp(start, BASE + 0x80))).entry_ok);
             assert!(!verify(&leg, &with_tramp(tramp(start, BASE + 0x1f8))).entry_ok);
+            // boot_args across two adjacent segments (two carveouts, mapped contiguously):
+            // fine; with a hole between them: not loaded.
+            let split = |gap: u32| {
+                let mut d = data.clone();
+                let t = tramp(start, BASE + 0x1f8);
+                d[0x100..0x100 + t.len()].copy_from_slice(&t);
+                loaded(image(
+                    InputKind::Firmware,
+                    e,
+                    BASE + 0x100,
+                    vec![seg(BASE, d, 0x200), seg(BASE + 0x200 + gap, vec![], 0x100)],
+                ))
+            };
+            assert!(verify(&leg, &split(0)).entry_ok);
+            assert!(!verify(&leg, &split(4)).entry_ok);
             // No trampoline at e_entry and e_entry != __start.
             let direct = loaded(image(
                 InputKind::Firmware,
