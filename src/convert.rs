@@ -104,6 +104,9 @@ pub struct Options {
     /// How the voice driver would load a voice image (`--load-addr` ...); `None` takes the
     /// load address and `vpe1_mem` from `lantiq`, else voice images are refused.
     pub voice: Option<VoiceOptions>,
+    /// Loaded-memory limit (`--max-mem`); `None` = `vpe1_mem` with `lantiq`, else
+    /// [`legacy::DEFAULT_MAX_MEM`] (see [`legacy::Options::max_mem`]).
+    pub max_mem: Option<u32>,
 }
 
 impl Default for Options {
@@ -120,6 +123,7 @@ impl Default for Options {
             host: None,
             lantiq: None,
             voice: None,
+            max_mem: None,
         }
     }
 }
@@ -174,13 +178,15 @@ pub fn effective_base(opts: &Options) -> Result<u32> {
     }
 }
 
-/// Load a legacy input the way `/dev/vpe1` would have (for `inspect` and `verify`).
+/// Load a legacy input the way `/dev/vpe1` would have (for `inspect` and `verify`). No
+/// loaded-memory limit: it is a conversion policy, and these only describe and compare (the
+/// model never allocates `.bss`).
 pub fn load_legacy(bytes: &[u8], base: u32, semantics: RelocSemantics) -> Result<Image> {
     let opts = legacy::Options {
         base,
         semantics,
-        capacity: None,
-        lantiq: None,
+        max_mem: Some(u32::MAX),
+        ..legacy::Options::default()
     };
     legacy::load(bytes, &opts)
 }
@@ -418,6 +424,7 @@ fn convert_input(input: Cow<'_, [u8]>, opts: &Options) -> Result<Conversion> {
         semantics: opts.semantics,
         capacity: None,
         lantiq: opts.lantiq,
+        max_mem: opts.max_mem,
     };
     // Large inputs: hash on a second thread while the legacy model runs (both only read
     // `bytes`); below 1 MiB the thread costs about what it saves.

@@ -104,9 +104,11 @@ fn tail_never_straddles_a_real_carveout_boundary() {
                     let r = verify::verify(&img, &loaded);
                     assert!(r.equivalent && r.entry_ok, "{what}: {r:?}");
                     if let Some(len) = trace {
-                        assert!(loaded.table.entries.iter().any(
-                            |r| matches!(r, Resource::Trace { len: l, .. } if *l == len)
-                        ));
+                        assert!(loaded
+                            .table
+                            .entries
+                            .iter()
+                            .any(|r| matches!(r, Resource::Trace { len: l, .. } if *l == len)));
                     }
                 }
                 cases += 1;
@@ -136,7 +138,10 @@ fn convert_succeeds_at_unaligned_bases() {
                     ..Options::default()
                 };
                 let conv = convert::convert(&input, &o).unwrap_or_else(|e| {
-                    panic!("base {base:#010x} end {:#010x} trace {trace:?}: {e}", b - before)
+                    panic!(
+                        "base {base:#010x} end {:#010x} trace {trace:?}: {e}",
+                        b - before
+                    )
                 });
                 assert!(conv.report.equivalent && conv.report.entry_ok);
             }

@@ -95,6 +95,11 @@ struct Args {
     /// (default: --max-image).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     vpe1_mem: Option<u32>,
+    /// Most memory an image may load, `.bss` included (bytes, K/M suffixes); a bigger one is
+    /// refused before anything is allocated for it. Default 16M, or --vpe1-mem with
+    /// --kernel lantiq.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_mem: Option<u32>,
     /// Test hook: the simulated remote processor refuses every start (-EBUSY).
     #[arg(long, hide = true)]
     sim_fail_start: bool,
@@ -202,6 +207,7 @@ async fn run(args: Args) -> Result<(), String> {
     cfg.ntcs = args.ntcs;
     cfg.convert.base = args.base;
     cfg.convert.semantics = args.relocs;
+    cfg.convert.max_mem = args.max_mem;
     match (args.kernel, args.vpe1_load_addr) {
         (LoaderKernel::Mainline, _) => {}
         (LoaderKernel::Lantiq, None) => {

@@ -189,6 +189,10 @@ pub struct ConversionFlags {
     /// Treat a non-ELF input as an old-format Lantiq voice image (footer without magic).
     #[arg(long)]
     pub lantiq_voice: bool,
+    /// Most memory the image may load, `.bss` included (bytes; K/M suffixes). Default 16M, or
+    /// --vpe1-mem with --kernel lantiq.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_mem: Option<u32>,
 }
 
 impl ConversionFlags {
@@ -242,6 +246,7 @@ impl ConversionFlags {
             host: self.host.map(Into::into),
             lantiq,
             voice,
+            max_mem: self.max_mem,
         })
     }
 }

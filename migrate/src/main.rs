@@ -270,6 +270,7 @@ fn legacy_for_verify(
             semantics,
             capacity: None,
             lantiq: Some(l),
+            max_mem: Some(u32::MAX), // as in convert::load_legacy
         };
         return Ok(vpe::legacy::load(old, &opts)?);
     }

@@ -65,7 +65,16 @@ pub struct Options {
     /// missing `__start`/`vpe_shared` starts the program at `KSEG1(vpe1_load_addr)`. The
     /// caller places an ET_REL at `vpe1_load_addr` through `base`.
     pub lantiq: Option<crate::lantiq::LantiqLoader>,
+    /// Most bytes of memory the image may load (ET_REL: the layout's size, `.bss` included;
+    /// ET_EXEC: the sum of the `p_memsz`); `None` = the Lantiq `vpe1_mem` with `lantiq`, else
+    /// [`DEFAULT_MAX_MEM`]. Checked before any memory is allocated for the image, so a tiny
+    /// file declaring a huge `.bss` costs nothing.
+    pub max_mem: Option<u32>,
 }
+
+/// Default loaded-memory limit: the boards have 64–256 MiB of RAM; the legacy loader's own
+/// buffers (`P_SIZE`, 2 MiB with TOM) were far smaller.
+pub const DEFAULT_MAX_MEM: u32 = 16 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -74,7 +83,17 @@ impl Default for Options {
             semantics: RelocSemantics::Strict,
             capacity: None,
             lantiq: None,
+            max_mem: None,
         }
+    }
+}
+
+impl Options {
+    /// The loaded-memory limit in force (see [`Options::max_mem`]).
+    pub fn mem_limit(&self) -> u32 {
+        self.max_mem
+            .or(self.lantiq.map(|l| l.vpe1_mem))
+            .unwrap_or(DEFAULT_MAX_MEM)
     }
 }
 
@@ -380,7 +399,13 @@ fn load_rel(
         });
     }
     let base = opts.base;
-    let lay = layout::layout_sections(&inp.shdrs, &inp.names, base, &mut warnings)?;
+    let lay = layout::layout_sections(
+        &inp.shdrs,
+        &inp.names,
+        base,
+        opts.mem_limit(),
+        &mut warnings,
+    )?;
     if lay.data_end > MAX_DATA {
         // Only absurd sh_addralign values get here: the file itself is at most P_SIZE-ish.
         return Err(Error::Malformed {
@@ -540,6 +565,7 @@ fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<
     }
     // (phdr index, paddr, vaddr, offset, filesz, memsz)
     let mut loads = Vec::new();
+    let mut loaded = 0u64;
     for i in 0..usize::from(eh.e_phnum) {
         let p = inp.r.phdr(eh.e_phoff, i)?;
         if p.p_type != PT_LOAD {
@@ -570,6 +596,16 @@ fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<
         }
         if p.p_memsz == 0 {
             continue;
+        }
+        // Before any segment is copied: the sum of the p_memsz is what the image loads.
+        loaded += u64::from(p.p_memsz);
+        if loaded > u64::from(opts.mem_limit()) {
+            return Err(Error::MemoryLimit {
+                what: format!("PT_LOAD program header #{i} at {:#010x}", p.p_paddr),
+                size: u64::from(p.p_memsz),
+                total: loaded,
+                limit: opts.mem_limit(),
+            });
         }
         if p.p_vaddr != p.p_paddr {
             warnings.push(Warning::new(format!(
@@ -1049,8 +1085,7 @@ mod tests {
         Options {
             base: B,
             semantics,
-            capacity: None,
-            lantiq: None,
+            ..Options::default()
         }
     }
     fn strict() -> Options {
@@ -1890,6 +1925,73 @@ mod tests {
     }
 
     #[test]
+    fn loaded_memory_limit_is_checked_before_allocating() {
+        // ET_REL: a 255 MiB .bss in a tiny file is refused, naming the section and sizes.
+        let e = Endian::Big;
+        let mut b = Elf::new(e, ET_REL);
+        let t = b.progbits(".text", TEXT, 4, vec![0; 16]);
+        b.nobits(".bss", DATA, 16, 255 << 20);
+        b.global("__start", 0, t as u16);
+        let bytes = b.build();
+        assert!(bytes.len() < 4096);
+        let err = load(&bytes, &strict()).unwrap_err();
+        assert_eq!(
+            err,
+            Error::MemoryLimit {
+                what: "section [2] .bss".into(),
+                size: 255 << 20,
+                total: 0x10 + (255 << 20),
+                limit: DEFAULT_MAX_MEM,
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("over the limit of 0x1000000 bytes"),
+            "{err}"
+        );
+        // A raised limit loads it, without materialising the .bss.
+        let opts = Options {
+            max_mem: Some(256 << 20),
+            ..strict()
+        };
+        let img = load(&bytes, &opts).unwrap();
+        assert_eq!(img.segments[0].mem_size, 0x10 + (255 << 20));
+        assert_eq!(img.segments[0].data.len(), 0x10);
+        // The Lantiq loader's vpe1_mem is the default limit there.
+        let lantiq = Options {
+            base: 0x83e0_0000,
+            lantiq: Some(crate::lantiq::LantiqLoader {
+                vpe1_load_addr: 0x83e0_0000,
+                vpe1_mem: 0x8,
+                entry_override: true,
+            }),
+            ..strict()
+        };
+        let err = load(&bytes, &lantiq).unwrap_err();
+        assert!(
+            matches!(&err, Error::MemoryLimit { what, limit: 8, .. } if what == "section [1] .text"),
+            "{err}"
+        );
+        // ET_EXEC: the p_memsz add up; the segment that goes over is named.
+        let mut b = Elf::new(e, ET_EXEC);
+        let t1 = b.progbits(".text", TEXT, 4, vec![1; 8]);
+        let t2 = b.progbits(".data", DATA, 4, vec![2; 8]);
+        b.global("__start", 0x1000_0000, t1 as u16);
+        b.pt_load(t1, 0x1000_0000, 0x1000_0000, 0x80_0000);
+        b.pt_load(t2, 0x2000_0000, 0x2000_0000, 0x90_0000);
+        let err = load(&b.build(), &strict()).unwrap_err();
+        assert_eq!(
+            err,
+            Error::MemoryLimit {
+                what: "PT_LOAD program header #1 at 0x20000000".into(),
+                size: 0x90_0000,
+                total: 0x110_0000,
+                limit: DEFAULT_MAX_MEM,
+            }
+        );
+    }
+
+    #[test]
     fn exec_overlap_and_filesz_errors() {
         let e = Endian::Big;
         let mut b = Elf::new(e, ET_EXEC);
@@ -2027,8 +2129,13 @@ mod tests {
             let mut huge = obj(e, &[0]);
             huge.progbits(".data", DATA, 0x8000_0000, vec![1; 4]);
             cases.push((huge.build(), "alignment padding"));
+            // Without a loaded-memory limit (it would refuse the padding case first).
+            let unlimited = Options {
+                max_mem: Some(u32::MAX),
+                ..strict()
+            };
             for (bytes, needle) in cases {
-                match load(&bytes, &strict()) {
+                match load(&bytes, &unlimited) {
                     Err(Error::Malformed { what, .. }) => {
                         assert!(what.contains(needle), "{what} lacks {needle}")
                     }

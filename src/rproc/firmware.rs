@@ -235,12 +235,7 @@ fn table_size(n: usize, trace: bool) -> Result<u64> {
 }
 
 /// The tail after `last_end`, the end of the last region, which starts at `last_start`.
-fn tail_layout(
-    last_start: u32,
-    last_end: u64,
-    n_carveouts: usize,
-    opts: &Options,
-) -> Result<Tail> {
+fn tail_layout(last_start: u32, last_end: u64, n_carveouts: usize, opts: &Options) -> Result<Tail> {
     let start = u64::from(last_start);
     let m = opts.profile == Profile::MipsRproc;
     let mut p = up(last_end, 16)?;
@@ -1661,8 +1656,7 @@ mod tests {
                 profile: Some(o.profile),
                 kernel,
             };
-            let loaded = check::check(&bytes, &copts)
-                .unwrap_or_else(|e| panic!("{kernel:?}: {e}"));
+            let loaded = check::check(&bytes, &copts).unwrap_or_else(|e| panic!("{kernel:?}: {e}"));
             let r = verify::verify(img, &loaded);
             assert!(r.equivalent && r.entry_ok, "{kernel:?}: {r:?}");
         }
@@ -1691,7 +1685,10 @@ mod tests {
         assert_eq!((ls[0].p_vaddr, ls[0].p_filesz), (0x1000_0000, 0x1000));
         // The tail's PT_LOAD starts on a page boundary and is the only other one with bytes.
         let tr = section(&elf, ".vpe.trampoline");
-        let tail = ls.iter().find(|p| p.p_filesz > 0 && p.p_vaddr > 0x1000_0000).unwrap();
+        let tail = ls
+            .iter()
+            .find(|p| p.p_filesz > 0 && p.p_vaddr > 0x1000_0000)
+            .unwrap();
         assert_eq!(tail.p_vaddr, tr.sh_addr & !0xfff);
         assert_eq!(ls.iter().filter(|p| p.p_filesz > 0).count(), 2);
         // The tail stays where it was (right after the .bss).
@@ -1796,9 +1793,17 @@ mod tests {
         let elf = Elf::parse(&bytes).unwrap();
         let cos = carveouts_of(&table_of(&bytes, &elf, Endian::Big)).len();
         // One PT_LOAD per run plus at most one per carveout boundary.
-        assert!(loads(&elf).len() <= n as usize + cos, "{}", loads(&elf).len());
+        assert!(
+            loads(&elf).len() <= n as usize + cos,
+            "{}",
+            loads(&elf).len()
+        );
         assert!(loads(&elf).len() >= n as usize);
-        assert!(bytes.len() < (n as usize + 2) * 0x1000 + 0x4000, "{:#x}", bytes.len());
+        assert!(
+            bytes.len() < (n as usize + 2) * 0x1000 + 0x4000,
+            "{:#x}",
+            bytes.len()
+        );
         eprintln!(
             "alternating: {n} runs, {cos} carveouts, {} PT_LOADs, {:#x} bytes",
             loads(&elf).len(),
