@@ -2,11 +2,15 @@
 //!
 //! Layout (spec §1.3, §2, §4.4, §6.2):
 //! - the image's segments, merged into *regions* where their 4 KiB page ranges touch (the gap
-//!   bytes become explicit zeros);
+//!   is zero);
 //! - after the last region (ALIGN 16) a file-backed tail: the trampoline, `vpe_boot_args`
 //!   (16 bytes) and `.resource_table`; then, memory-only, the trace buffer and `extra_mem`;
-//! - carveouts covering every region, and one RWX PT_LOAD per (region ∩ carveout), because
-//!   `rproc_da_to_va` needs each segment inside ONE carveout (remoteproc_core.c);
+//! - only the *stored extents* of a region's file part go into the file: runs of at least
+//!   [`MIN_ZERO_RUN`] zero bytes of whole pages (`.bss`, gaps) are left to the loader's
+//!   zero-fill;
+//! - carveouts covering every region, and one RWX PT_LOAD per (region ∩ carveout), split
+//!   again where a stored extent starts, because `rproc_da_to_va` needs each segment inside
+//!   ONE carveout (remoteproc_core.c) and a PT_LOAD's file bytes are contiguous;
 //! - section headers (the kernel finds the table by name only, remoteproc_elf_loader.c),
 //!   the provenance note and a symbol table.
 //!
@@ -305,7 +309,7 @@ fn carveouts(ranges: &[(u32, u64)], profile: Profile) -> Result<Vec<(usize, Carv
                 if hi > KUSEG_END {
                     return Err(kseg_error(start, end));
                 }
-                // Chunks never cross a 1 MiB boundary, and each `da` is aligned to
+                // Chunks never cross a 1 MiB boundary (chunk_len), and each `da` is aligned to
                 // next_pow2(len): CMA aligns the physical address that way and the driver
                 // picks TLB page sizes from it, so `da` must be aligned alike (spec §4.4).
                 while lo < hi {
