@@ -107,6 +107,8 @@ pub struct Options {
     /// Loaded-memory limit (`--max-mem`); `None` = `vpe1_mem` with `lantiq`, else
     /// [`legacy::DEFAULT_MAX_MEM`] (see [`legacy::Options::max_mem`]).
     pub max_mem: Option<u32>,
+    /// The target kernel's `CONFIG_CMA_ALIGNMENT` (`--cma-align`; mips-rproc profile).
+    pub cma_align: u8,
 }
 
 impl Default for Options {
@@ -124,6 +126,7 @@ impl Default for Options {
             lantiq: None,
             voice: None,
             max_mem: None,
+            cma_align: crate::rproc::mips_tlb::DEFAULT_CMA_ALIGN,
         }
     }
 }
@@ -248,6 +251,7 @@ fn check_and_verify(fw: &[u8], legacy: &Image, opts: &Options) -> Result<(Loaded
     let check_opts = check::Options {
         host: opts.host,
         profile: Some(opts.profile),
+        cma_align: Some(opts.cma_align),
         ..Default::default()
     };
     let loaded = check::check(fw, &check_opts).map_err(|e| Error::Convert {
@@ -322,6 +326,7 @@ pub fn convert_voice(bytes: &[u8], opts: &Options) -> Result<Conversion> {
                 trace: opts.trace,
                 trampoline: false,
                 provenance: provenance.clone(),
+                cma_align: opts.cma_align,
             },
         )
     };
@@ -467,6 +472,7 @@ fn convert_input(input: Cow<'_, [u8]>, opts: &Options) -> Result<Conversion> {
         trace: opts.trace,
         trampoline: opts.trampoline,
         provenance,
+        cma_align: opts.cma_align,
     };
     let fw = firmware::build(&legacy, &fw_opts)?;
     // Our own output must pass the kernel's rules and the profile's geometry; a failure here

@@ -59,6 +59,7 @@ fn fw_opts(base: u32, trace: Option<u32>) -> firmware::Options {
             tool: "test".into(),
             extra: Vec::new(),
         },
+        cma_align: 8,
     }
 }
 
@@ -98,6 +99,7 @@ fn tail_never_straddles_a_real_carveout_boundary() {
                         host: Some(Endian::Big),
                         profile: Some(Profile::MipsRproc),
                         kernel,
+                        cma_align: None,
                     };
                     let loaded = check::check(&fw, &copts)
                         .unwrap_or_else(|e| panic!("{what} {kernel:?}: {e}"));

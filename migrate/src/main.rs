@@ -118,6 +118,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             host,
             profile,
             kernel,
+            cma_align,
             json,
         }) => {
             let bytes = read(&file)?;
@@ -125,6 +126,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 host: host.map(Into::into),
                 profile: profile.map(Into::into),
                 kernel: kernel.into(),
+                cma_align: Some(cma_align),
             };
             let loaded = check::check(&bytes, &opts)?;
             for w in &loaded.warnings {

@@ -21,6 +21,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use super::mips_tlb;
 use super::note::{self, Provenance};
 use super::table::{Carveout, Resource, ResourceTable};
 use super::trampoline;
@@ -41,8 +42,10 @@ pub const MIN_ZERO_RUN: u64 = 16 * PAGE;
 /// Profile M: carveouts are mapped by wired TLB entry *pairs* of 4 KiB pages, so `da` and
 /// `len` must be multiples of 8 KiB (Redfearn's `mips_rproc_map`, spec §4.4).
 pub const MIPS_CARVEOUT_ALIGN: u64 = 0x2000;
-/// Profile M: CMA aligns an allocation to at most `CONFIG_CMA_ALIGNMENT` (1 MiB by default);
-/// larger carveouts would be mapped with pages the physical address is not aligned to.
+/// Profile M: CMA aligns an allocation to at most `CONFIG_CMA_ALIGNMENT` pages (1 MiB with
+/// the default 8 and 4 KiB pages); larger carveouts may be mapped with pages their `da` is not
+/// aligned to (`mips_tlb`). The largest carveout under the default; see
+/// [`Options::cma_align`].
 pub const MIPS_CARVEOUT_MAX: u64 = 0x10_0000;
 /// End of KUSEG: Profile M `da` values are TLB-mapped user-segment addresses.
 pub const KUSEG_END: u64 = 0x8000_0000;
@@ -112,6 +115,28 @@ pub struct Options {
     /// Enter through the trampoline (`e_entry` = trampoline) or directly at `image.entry`.
     pub trampoline: bool,
     pub provenance: Provenance,
+    /// Profile M: the target kernel's `CONFIG_CMA_ALIGNMENT` (an order of 4 KiB pages,
+    /// [`mips_tlb::DEFAULT_CMA_ALIGN`] = 8): carveouts are at most `4 KiB << cma_align` and
+    /// naturally aligned, so the driver maps them correctly whatever address CMA returns.
+    pub cma_align: u8,
+}
+
+/// Range of `CONFIG_CMA_ALIGNMENT` (mm/Kconfig: `range 2 12`).
+pub const CMA_ALIGN_RANGE: std::ops::RangeInclusive<u8> = 2..=12;
+
+impl Options {
+    /// The largest mips-rproc carveout (`4 KiB << cma_align`).
+    fn carveout_max(&self) -> Result<u64> {
+        if !CMA_ALIGN_RANGE.contains(&self.cma_align) {
+            return Err(convert_err(format!(
+                "--cma-align {} is outside CONFIG_CMA_ALIGNMENT's range {}..={}",
+                self.cma_align,
+                CMA_ALIGN_RANGE.start(),
+                CMA_ALIGN_RANGE.end()
+            )));
+        }
+        Ok(mips_tlb::KERNEL_PAGE << self.cma_align)
+    }
 }
 
 fn convert_err(message: String) -> Error {
@@ -174,13 +199,13 @@ struct Tail {
     mem_end: u64,
 }
 
-/// Size of the mips-rproc carveout chunk starting at `lo`: naturally aligned, at most 1 MiB
+/// Size of the mips-rproc carveout chunk starting at `lo`: naturally aligned, at most `max`
 /// (see [`carveouts`]).
-fn chunk_len(lo: u64) -> u64 {
+fn chunk_len(lo: u64, max: u64) -> u64 {
     if lo == 0 {
-        MIPS_CARVEOUT_MAX
+        max
     } else {
-        (1u64 << lo.trailing_zeros()).min(MIPS_CARVEOUT_MAX)
+        (1u64 << lo.trailing_zeros()).min(max)
     }
 }
 
@@ -188,31 +213,31 @@ fn chunk_len(lo: u64) -> u64 {
 /// chunks begin at `start` rounded down to 8 KiB and double in size up to 1 MiB, so below
 /// 1 MiB alignment the boundaries are closer than 1 MiB (`--base 0x1000e000`: 0x10010000,
 /// 0x10020000, 0x10040000, ...).
-fn next_boundary(start: u64, addr: u64) -> u64 {
+fn next_boundary(start: u64, addr: u64, max: u64) -> u64 {
     let mut b = down(start, MIPS_CARVEOUT_ALIGN);
     while b <= addr {
-        if b % MIPS_CARVEOUT_MAX == 0 {
-            // From here on every boundary is a multiple of 1 MiB.
-            return (down(addr, MIPS_CARVEOUT_MAX) + MIPS_CARVEOUT_MAX).max(b);
+        if b % max == 0 {
+            // From here on every boundary is a multiple of `max`.
+            return (down(addr, max) + max).max(b);
         }
-        b += chunk_len(b);
+        b += chunk_len(b, max);
     }
     b
 }
 
 /// `addr`, or the next carveout boundary(s) up if `[addr, addr + len)` would straddle one:
 /// the table must lie in one PT_LOAD's file part and the trace buffer in one carveout.
-fn inside_one_chunk(start: u64, addr: u64, len: u64, what: &str) -> Result<u64> {
+fn inside_one_chunk(start: u64, addr: u64, len: u64, max: u64, what: &str) -> Result<u64> {
     let mut a = addr;
-    // Chunk sizes double at each boundary up to 1 MiB, so a few moves always suffice.
-    for _ in 0..16 {
-        if len == 0 || a + len <= next_boundary(start, a) {
+    // Chunk sizes double at each boundary up to `max`, so a few moves always suffice.
+    for _ in 0..24 {
+        if len == 0 || a + len <= next_boundary(start, a, max) {
             return Ok(a);
         }
-        a = next_boundary(start, a);
+        a = next_boundary(start, a, max);
     }
     Err(convert_err(format!(
-        "{what} of {len:#x} bytes does not fit in one mips-rproc carveout (at most {MIPS_CARVEOUT_MAX:#x} bytes)"
+        "{what} of {len:#x} bytes does not fit in one mips-rproc carveout (at most {max:#x} bytes with --cma-align)"
     )))
 }
 
@@ -258,8 +283,9 @@ fn tail_layout(last_start: u32, last_end: u64, n_carveouts: usize, opts: &Option
     // PT_LOAD's file-backed part (checklist #13), so it never straddles a boundary. (The
     // trampoline and `vpe_boot_args` may: the CPU sees the carveouts as contiguous virtual
     // memory.)
+    let max = opts.carveout_max()?;
     if m {
-        table = inside_one_chunk(start, table, table_size, "the resource table")?;
+        table = inside_one_chunk(start, table, table_size, max, "the resource table")?;
     }
     p = table + table_size;
     let file_end = p;
@@ -268,14 +294,14 @@ fn tail_layout(last_start: u32, last_end: u64, n_carveouts: usize, opts: &Option
         Some(0) => return Err(convert_err("--trace needs a size greater than 0".into())),
         Some(len) => {
             let len64 = u64::from(len);
-            if m && len64 > MIPS_CARVEOUT_MAX {
+            if m && len64 > max {
                 return Err(convert_err(format!(
-                    "trace buffer of {len:#x} bytes is larger than the largest mips-rproc carveout ({MIPS_CARVEOUT_MAX:#x}); the kernel needs it inside one carveout"
+                    "trace buffer of {len:#x} bytes is larger than the largest mips-rproc carveout ({max:#x}, see --cma-align); the kernel needs it inside one carveout"
                 )));
             }
             let mut t = up(p, 8)?;
             if m {
-                t = inside_one_chunk(start, t, len64, "the trace buffer")?;
+                t = inside_one_chunk(start, t, len64, max, "the trace buffer")?;
             }
             p = t + len64;
             Some((addr32(t, "the trace buffer")?, len))
@@ -299,7 +325,7 @@ fn tail_layout(last_start: u32, last_end: u64, n_carveouts: usize, opts: &Option
 }
 
 /// Carveouts covering `[start, end)` of each region, with the region they belong to.
-fn carveouts(ranges: &[(u32, u64)], profile: Profile) -> Result<Vec<(usize, Carveout)>> {
+fn carveouts(ranges: &[(u32, u64)], profile: Profile, max: u64) -> Result<Vec<(usize, Carveout)>> {
     let mut out = Vec::new();
     for (ri, &(start, end)) in ranges.iter().enumerate() {
         match profile {
@@ -309,11 +335,12 @@ fn carveouts(ranges: &[(u32, u64)], profile: Profile) -> Result<Vec<(usize, Carv
                 if hi > KUSEG_END {
                     return Err(kseg_error(start, end));
                 }
-                // Chunks never cross a 1 MiB boundary (chunk_len), and each `da` is aligned to
+                // Chunks are at most the CMA alignment and each `da` is aligned to
                 // next_pow2(len): CMA aligns the physical address that way and the driver
-                // picks TLB page sizes from it, so `da` must be aligned alike (spec §4.4).
+                // picks TLB page sizes from it, so `da` must be aligned alike (spec §4.4,
+                // mips_tlb).
                 while lo < hi {
-                    let len = chunk_len(lo).min(hi - lo);
+                    let len = chunk_len(lo, max).min(hi - lo);
                     out.push((ri, (lo as u32, len as u32)));
                     lo += len;
                 }
@@ -551,7 +578,7 @@ fn plan<'a>(image: &'a Image, opts: &Options) -> Result<Plan<'a>> {
             .enumerate()
             .map(|(i, r)| (r.start, if i == last { tail.mem_end } else { r.mem_end }))
             .collect();
-        let cos = carveouts(&ranges, opts.profile)?;
+        let cos = carveouts(&ranges, opts.profile, opts.carveout_max()?)?;
         if cos.len() == n {
             break (tail, cos);
         }
@@ -1082,6 +1109,7 @@ mod tests {
             trace: None,
             trampoline: true,
             provenance: prov(),
+            cma_align: 8,
         }
     }
 
@@ -1248,6 +1276,16 @@ mod tests {
 
     /// The structural checklist of spec §6.2, checked with goblin (an independent reader).
     fn check_structure(bytes: &[u8], endian: Endian, profile: Profile) -> ResourceTable {
+        check_structure_max(bytes, endian, profile, 0x10_0000)
+    }
+
+    /// [`check_structure`] with mips-rproc carveouts of at most `max` bytes.
+    fn check_structure_max(
+        bytes: &[u8],
+        endian: Endian,
+        profile: Profile,
+        max: u32,
+    ) -> ResourceTable {
         let elf = Elf::parse(bytes).expect("goblin parses the firmware");
         assert!(!elf.is_64);
         assert_eq!(elf.little_endian, endian == Endian::Little);
@@ -1301,12 +1339,8 @@ mod tests {
             if profile == Profile::MipsRproc {
                 assert_eq!(c.da % 0x2000, 0);
                 assert_eq!(c.len % 0x2000, 0);
-                assert!(c.len <= 0x10_0000);
-                assert_eq!(
-                    c.da / 0x10_0000,
-                    (c.da + c.len - 1) / 0x10_0000,
-                    "crosses 1 MiB"
-                );
+                assert!(c.len <= max);
+                assert_eq!(c.da / max, (c.da + c.len - 1) / max, "crosses {max:#x}");
                 assert_eq!(c.da % c.len.next_power_of_two(), 0);
                 assert!(u64::from(c.da) + u64::from(c.len) <= 0x8000_0000);
                 assert_eq!(c.pa, c.da);
@@ -1649,7 +1683,7 @@ mod tests {
     fn build_checked(img: &Image, o: &Options) -> Vec<u8> {
         use crate::rproc::{check, verify};
         let bytes = build(img, o).unwrap();
-        check_structure(&bytes, img.endian, o.profile);
+        check_structure_max(&bytes, img.endian, o.profile, 0x1000 << o.cma_align);
         for kernel in [
             check::KernelEra::Newest,
             check::KernelEra::Pre57,
@@ -1659,6 +1693,7 @@ mod tests {
                 host: Some(img.endian),
                 profile: Some(o.profile),
                 kernel,
+                cma_align: Some(o.cma_align),
             };
             let loaded = check::check(&bytes, &copts).unwrap_or_else(|e| panic!("{kernel:?}: {e}"));
             let r = verify::verify(img, &loaded);
@@ -1812,6 +1847,36 @@ mod tests {
             "alternating: {n} runs, {cos} carveouts, {} PT_LOADs, {:#x} bytes",
             loads(&elf).len(),
             bytes.len()
+        );
+    }
+
+    #[test]
+    fn cma_align_bounds_the_carveouts() {
+        // 3 MiB of .bss: 1 MiB carveouts by default, 64 KiB ones under CONFIG_CMA_ALIGNMENT=4,
+        // one 4 MiB one under 10; each passes check with the same setting.
+        for (order, max) in [(8u8, 0x10_0000u32), (4, 0x1_0000), (10, 0x40_0000)] {
+            let img = bss_image(3 << 20);
+            let mut o = opts(Profile::MipsRproc);
+            o.cma_align = order;
+            o.trace = Some(0x1000);
+            let bytes = build_checked(&img, &o);
+            let elf = Elf::parse(&bytes).unwrap();
+            let cos = carveouts_of(&table_of(&bytes, &elf, Endian::Big));
+            assert!(cos.iter().all(|c| c.len <= max), "{order}: {cos:?}");
+            // Under 10 the whole 3 MiB and its tail fit in one (naturally aligned) carveout.
+            let want = if order == 10 {
+                1
+            } else {
+                (3 << 20) / max as usize + 1
+            };
+            assert_eq!(cos.len(), want, "{order}: {cos:?}");
+        }
+        let mut o = opts(Profile::MipsRproc);
+        o.cma_align = 1;
+        let err = build(&bss_image(0), &o).unwrap_err().to_string();
+        assert!(
+            err.contains("outside CONFIG_CMA_ALIGNMENT's range 2..=12"),
+            "{err}"
         );
     }
 }
