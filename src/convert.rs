@@ -492,8 +492,14 @@ fn convert_input(input: Cow<'_, [u8]>, opts: &Options) -> Result<Conversion> {
 pub fn report_summary(r: &Report) -> String {
     match (&r.first_difference, r.entry_ok) {
         (None, true) => format!(
-            "equivalent ({} legacy bytes compared, {} bytes added by the firmware)",
-            r.compared_bytes, r.extra_bytes
+            "equivalent{} ({} legacy bytes compared, {} bytes added by the firmware)",
+            if r.to_image_only {
+                " to the image (an ET_EXEC at KUSEG addresses, which no legacy loader ran)"
+            } else {
+                ""
+            },
+            r.compared_bytes,
+            r.extra_bytes
         ),
         (Some(d), _) => format!(
             "first difference at {:#010x}: legacy {} firmware {}",

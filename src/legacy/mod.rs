@@ -28,7 +28,7 @@ use crate::elf::read::{Ehdr, Reader, Shdr};
 use crate::elf::{
     EF_MIPS_ABI, EF_MIPS_ABI2, EF_MIPS_ABI_O32, EF_MIPS_CPIC, EF_MIPS_FP64, EF_MIPS_PIC,
     ELFCLASS32, ELFMAG, EM_MIPS, ET_EXEC, ET_REL, PHDR32_SIZE, PT_LOAD, SHDR32_SIZE, SHF_ALLOC,
-    SHT_NOBITS,
+    SHT_MIPS_ABIFLAGS, SHT_MIPS_REGINFO, SHT_NOBITS,
 };
 use crate::error::{Error, Result};
 use crate::image::{Image, InputKind, PlacedSection, RelocSemantics, Segment, Warning};
@@ -543,6 +543,35 @@ fn load_rel(
     })
 }
 
+/// Start of KSEG0: below it an address is a user (KUSEG) address.
+const KUSEG_END: u64 = 0x8000_0000;
+
+/// True if the file bytes of PT_LOAD `p` hold sections and all of them are `.reginfo` or
+/// `.MIPS.abiflags` (and it has no zero-fill).
+fn holds_only_mips_info(inp: &Input, p: &crate::elf::read::Phdr) -> bool {
+    let (lo, hi) = (
+        u64::from(p.p_offset),
+        u64::from(p.p_offset) + u64::from(p.p_filesz),
+    );
+    let mut inside = inp.shdrs.iter().skip(1).filter(|s| {
+        let (so, se) = (
+            u64::from(s.sh_offset),
+            u64::from(s.sh_offset) + u64::from(s.sh_size),
+        );
+        s.sh_flags & SHF_ALLOC != 0
+            && s.sh_type != SHT_NOBITS
+            && s.sh_size > 0
+            && so < hi
+            && se > lo
+    });
+    let mut any = false;
+    let only = inside.all(|s| {
+        any = true;
+        s.sh_type == SHT_MIPS_REGINFO || s.sh_type == SHT_MIPS_ABIFLAGS
+    });
+    any && only && p.p_memsz == p.p_filesz
+}
+
 /// ET_EXEC (§4): every PT_LOAD copied to `p_paddr`, no relocation, `__start`/`vpe_shared`
 /// from the raw `st_value` of the last symbol table.
 fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<Image> {
@@ -614,6 +643,28 @@ fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<
             )));
         }
         loads.push((i, p));
+    }
+    // GNU ld puts .MIPS.abiflags/.reginfo in a PT_LOAD of their own below the program (at
+    // 0x00400000 with its default script): nothing reads those bytes at run time, and kept
+    // they would become a carveout at that address. Deliberate deviation: dropped, with a
+    // warning (docs/CONVERSION.md §2).
+    loads.retain(|(i, p)| {
+        let drop = holds_only_mips_info(inp, p);
+        if drop {
+            warnings.push(Warning::new(format!(
+                "program header #{i} at {:#010x} holds only .MIPS.abiflags/.reginfo (GNU ld's separate segment for them): not loaded, as nothing reads those bytes at run time",
+                p.p_paddr
+            )));
+        }
+        !drop
+    });
+    for (i, p) in &loads {
+        if u64::from(p.p_paddr) < KUSEG_END {
+            warnings.push(Warning::new(format!(
+                "program header #{i} at {:#010x} is in KUSEG (below 0x80000000): vpe.c copied an ET_EXEC's segments to p_paddr as a kernel virtual address, i.e. into the user memory of the process that closed /dev/vpe1, so no legacy system can have run this image; it is converted as linked (remoteproc can run it) and verify's equivalence is to this image, not to a legacy run",
+                p.p_paddr
+            )));
+        }
     }
     loads.sort_by_key(|(_, p)| p.p_paddr);
     for w in loads.windows(2) {
@@ -1989,6 +2040,51 @@ mod tests {
                 limit: DEFAULT_MAX_MEM,
             }
         );
+    }
+
+    #[test]
+    fn exec_at_kuseg_warns_and_a_mips_info_only_segment_is_dropped() {
+        for e in ENDIANS {
+            // GNU ld's default layout: .MIPS.abiflags alone in a PT_LOAD at 0x00400000, the
+            // program at 0x10000000 (both KUSEG).
+            let mut b = Elf::new(e, ET_EXEC);
+            let abi = b.progbits(".MIPS.abiflags", SHF_ALLOC, 8, vec![0x11; 24]);
+            b.secs[abi - 1].sh_type = SHT_MIPS_ABIFLAGS;
+            b.secs[abi - 1].addr = 0x0040_0000;
+            let t = b.progbits(".text", TEXT, 4, vec![1; 16]);
+            b.secs[t - 1].addr = 0x1000_0000;
+            b.global("__start", 0x1000_0000, t as u16);
+            b.pt_load(abi, 0x0040_0000, 0x0040_0000, 24);
+            b.pt_load(t, 0x1000_0000, 0x1000_0000, 0x20);
+            let img = load(&b.build(), &strict()).unwrap();
+            assert_eq!(img.segments.len(), 1, "{:?}", img.segments);
+            assert_eq!(img.segments[0].addr, 0x1000_0000);
+            assert!(has_warning(
+                &img,
+                "program header #0 at 0x00400000 holds only .MIPS.abiflags/.reginfo"
+            ));
+            assert!(has_warning(
+                &img,
+                "program header #1 at 0x10000000 is in KUSEG (below 0x80000000)"
+            ));
+            assert!(!has_warning(
+                &img,
+                "program header #0 at 0x00400000 is in KUSEG"
+            ));
+            // A .reginfo segment that also zero-fills memory (a .bss after it) is kept; KSEG0
+            // segments get no KUSEG warning.
+            let mut b = Elf::new(e, ET_EXEC);
+            let t = b.progbits(".text", TEXT, 4, vec![1; 16]);
+            let r = b.progbits(".reginfo", SHF_ALLOC, 4, vec![0x22; 24]);
+            b.secs[r - 1].sh_type = SHT_MIPS_REGINFO;
+            b.global("__start", 0x8030_0000, t as u16);
+            b.pt_load(t, 0x8030_0000, 0x8030_0000, 0x10);
+            b.pt_load(r, 0x8030_0010, 0x8030_0010, 0x40);
+            let img = load(&b.build(), &strict()).unwrap();
+            assert_eq!(img.segments.len(), 2);
+            assert!(!has_warning(&img, "KUSEG"));
+            assert!(!has_warning(&img, "holds only"));
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::check::Loaded;
 use super::trampoline;
-use crate::image::{Image, Segment};
+use crate::image::{Image, InputKind, Segment};
 
 /// The first (lowest) address where the two images differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,6 +52,10 @@ pub struct Report {
     /// Bytes the firmware loads that the legacy loader did not write (trampoline, table,
     /// gaps, trace buffer, headroom).
     pub extra_bytes: u64,
+    /// The legacy image is an ET_EXEC at KUSEG addresses: `vpe.c` would have copied it into
+    /// the closing process's memory, so the equivalence is to the image, not to a legacy run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub to_image_only: bool,
 }
 
 /// Bytes of `seg` in `[from, to)` (inside the segment): the file-backed slice, then how many
@@ -178,7 +182,10 @@ pub fn verify(legacy: &Image, loaded: &Loaded) -> Report {
     let extra_bytes = total_fw - overlap(&ranges(fw), &ranges(legacy));
 
     let (entry, entry_ok) = entry_path(legacy, fw);
+    let to_image_only =
+        legacy.kind == InputKind::Exec && legacy.segments.iter().any(|s| s.addr < 0x8000_0000);
     Report {
+        to_image_only,
         equivalent: first.is_none(),
         first_difference: first,
         entry,
@@ -423,6 +430,37 @@ mod tests {
         let extra = image(InputKind::Firmware, e, BASE, vec![seg(BASE, more, 0x100)]);
         let d = verify(&leg, &loaded(extra)).first_difference.unwrap();
         assert_eq!((d.addr, d.legacy, d.firmware), (BASE + 6, Some(0), Some(9)));
+    }
+
+    #[test]
+    fn an_exec_at_kuseg_is_equivalent_to_the_image_only() {
+        let e = Endian::Big;
+        let fwimg = image(
+            InputKind::Firmware,
+            e,
+            BASE,
+            vec![seg(BASE, fw::code(0x100), 0x100)],
+        );
+        let exec = image(
+            InputKind::Exec,
+            e,
+            BASE,
+            vec![seg(BASE, fw::code(0x100), 0x100)],
+        );
+        let r = verify(&exec, &loaded(fwimg.clone()));
+        assert!(r.equivalent && r.to_image_only);
+        assert!(serde_json::to_string(&r)
+            .unwrap()
+            .contains("\"to_image_only\":true"));
+        let rel = image(
+            InputKind::Rel,
+            e,
+            BASE,
+            vec![seg(BASE, fw::code(0x100), 0x100)],
+        );
+        let r = verify(&rel, &loaded(fwimg));
+        assert!(r.equivalent && !r.to_image_only);
+        assert!(!serde_json::to_string(&r).unwrap().contains("to_image_only"));
     }
 
     #[test]
