@@ -1063,7 +1063,12 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
         let start = u64::from(r.start);
         for (o, bytes) in &r.parts {
             let (a, b) = (start + o, start + o + bytes.len() as u64);
-            for (&(lo, hi), &off) in r.extents.iter().zip(offs) {
+            // Only the extents that meet [a, b): from the last one starting at or before a.
+            let first = r.extents.partition_point(|e| e.0 <= a).max(1) - 1;
+            for (&(lo, hi), &off) in r.extents[first..].iter().zip(&offs[first..]) {
+                if lo >= b {
+                    break;
+                }
                 let (x, y) = (a.max(lo), b.min(hi));
                 if x < y {
                     w.write_at(off + (x - lo), &bytes[(x - a) as usize..(y - a) as usize])?;
