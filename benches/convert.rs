@@ -46,6 +46,7 @@ fn stages(c: &mut Criterion) {
             tool: "bench".into(),
             ..Default::default()
         },
+        cma_align: opts.cma_align,
     };
     let fw = firmware::build(&legacy, &fw_opts).expect("build");
     let check_opts = check::Options {

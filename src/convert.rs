@@ -104,6 +104,11 @@ pub struct Options {
     /// How the voice driver would load a voice image (`--load-addr` ...); `None` takes the
     /// load address and `vpe1_mem` from `lantiq`, else voice images are refused.
     pub voice: Option<VoiceOptions>,
+    /// Loaded-memory limit (`--max-mem`); `None` = `vpe1_mem` with `lantiq`, else
+    /// [`legacy::DEFAULT_MAX_MEM`] (see [`legacy::Options::max_mem`]).
+    pub max_mem: Option<u32>,
+    /// The target kernel's `CONFIG_CMA_ALIGNMENT` (`--cma-align`; mips-rproc profile).
+    pub cma_align: u8,
 }
 
 impl Default for Options {
@@ -120,6 +125,8 @@ impl Default for Options {
             host: None,
             lantiq: None,
             voice: None,
+            max_mem: None,
+            cma_align: crate::rproc::mips_tlb::DEFAULT_CMA_ALIGN,
         }
     }
 }
@@ -178,13 +185,15 @@ pub fn effective_base(opts: &Options) -> Result<u32> {
     }
 }
 
-/// Load a legacy input the way `/dev/vpe1` would have (for `inspect` and `verify`).
+/// Load a legacy input the way `/dev/vpe1` would have (for `inspect` and `verify`). No
+/// loaded-memory limit: it is a conversion policy, and these only describe and compare (the
+/// model never allocates `.bss`).
 pub fn load_legacy(bytes: &[u8], base: u32, semantics: RelocSemantics) -> Result<Image> {
     let opts = legacy::Options {
         base,
         semantics,
-        capacity: None,
-        lantiq: None,
+        max_mem: Some(u32::MAX),
+        ..legacy::Options::default()
     };
     legacy::load(bytes, &opts)
 }
@@ -246,6 +255,7 @@ fn check_and_verify(fw: &[u8], legacy: &Image, opts: &Options) -> Result<(Loaded
     let check_opts = check::Options {
         host: opts.host,
         profile: Some(opts.profile),
+        cma_align: Some(opts.cma_align),
         ..Default::default()
     };
     let loaded = check::check(fw, &check_opts).map_err(|e| Error::Convert {
@@ -320,6 +330,7 @@ pub fn convert_voice(bytes: &[u8], opts: &Options) -> Result<Conversion> {
                 trace: opts.trace,
                 trampoline: false,
                 provenance: provenance.clone(),
+                cma_align: opts.cma_align,
             },
         )
     };
@@ -423,6 +434,7 @@ fn convert_input(input: Cow<'_, [u8]>, opts: &Options) -> Result<Conversion> {
         semantics: opts.semantics,
         capacity: None,
         lantiq: opts.lantiq,
+        max_mem: opts.max_mem,
     };
     // Large inputs: hash on a second thread while the legacy model runs (both only read
     // `bytes`); below 1 MiB the thread costs about what it saves.
@@ -465,6 +477,7 @@ fn convert_input(input: Cow<'_, [u8]>, opts: &Options) -> Result<Conversion> {
         trace: opts.trace,
         trampoline: opts.trampoline,
         provenance,
+        cma_align: opts.cma_align,
     };
     let fw = firmware::build(&legacy, &fw_opts)?;
     // Our own output must pass the kernel's rules and the profile's geometry; a failure here
@@ -531,6 +544,7 @@ fn passthrough(bytes: &[u8], opts: &Options) -> Result<Conversion> {
             entry_ok: true,
             compared_bytes: 0,
             extra_bytes: 0,
+            to_image_only: false,
         },
         input_sha256: sha256_hex(bytes),
         voice: None,
@@ -542,8 +556,14 @@ fn passthrough(bytes: &[u8], opts: &Options) -> Result<Conversion> {
 pub fn report_summary(r: &Report) -> String {
     match (&r.first_difference, r.entry_ok) {
         (None, true) => format!(
-            "equivalent ({} legacy bytes compared, {} bytes added by the firmware)",
-            r.compared_bytes, r.extra_bytes
+            "equivalent{} ({} legacy bytes compared, {} bytes added by the firmware)",
+            if r.to_image_only {
+                " to the image (an ET_EXEC at KUSEG addresses, which no legacy loader ran)"
+            } else {
+                ""
+            },
+            r.compared_bytes,
+            r.extra_bytes
         ),
         (Some(d), _) => format!(
             "first difference at {:#010x}: legacy {} firmware {}",
@@ -581,6 +601,7 @@ mod tests {
             entry_ok: false,
             compared_bytes: 16,
             extra_bytes: 0,
+            to_image_only: false,
         };
         assert_eq!(
             report_summary(&r(EntryPath::Trampoline {

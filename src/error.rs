@@ -141,6 +141,19 @@ pub enum Error {
     #[error("{message}")]
     Kspd { message: String },
 
+    /// The image would load more memory than the limit (`legacy::Options::max_mem`); checked
+    /// in the layout, before any memory is allocated for it. `what` names the section or
+    /// segment that goes over, `size` its size, `total` the image's size with it.
+    #[error(
+        "{what} ({size:#x} bytes) brings the memory the image loads to {total:#x} bytes, over the limit of {limit:#x} bytes: the SP's memory could not hold it (--max-mem raises the limit)"
+    )]
+    MemoryLimit {
+        what: String,
+        size: u64,
+        total: u64,
+        limit: u32,
+    },
+
     // ---- conversion -----------------------------------------------------------------------
     /// A request the converter cannot honour (bad option combination, address out of range).
     #[error("{message}")]

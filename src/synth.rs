@@ -162,6 +162,16 @@ pub fn generate(opts: &Options) -> Vec<u8> {
 
 /// Generate an object and say what is in it.
 pub fn generate_with_stats(opts: &Options) -> (Vec<u8>, Stats) {
+    generate_inner(opts, 0)
+}
+
+/// Generate an object whose `.bss` has `extra_bss` more bytes than the chunks give it (at the
+/// end of the image): fine control over where the image ends, and big `.bss` objects.
+pub fn generate_with_extra_bss(opts: &Options, extra_bss: u32) -> Vec<u8> {
+    generate_inner(opts, extra_bss).0
+}
+
+fn generate_inner(opts: &Options, extra_bss: u32) -> (Vec<u8>, Stats) {
     let n = (opts.size.saturating_sub(EST_FIXED_BYTES) / EST_CHUNK_BYTES).max(1);
     let e = opts.endian;
     let mut rng = Rng(opts.seed ^ 0x5eed_0f5e_ed0f_5eed);
@@ -334,7 +344,7 @@ pub fn generate_with_stats(opts: &Options) -> (Vec<u8>, Stats) {
         16,
     ));
     let mut bss = Sec::new(".bss".into(), SHT_NOBITS, SHF_ALLOC | SHF_WRITE, 16);
-    bss.nobits = bss_size;
+    bss.nobits = bss_size.saturating_add(extra_bss);
     secs.push(bss);
     let mut rels: Vec<Sec> = Vec::with_capacity(2 * n);
 

@@ -228,3 +228,91 @@ fn fixed_profile_at_another_base_runs_like_gnu_ld() {
         assert_eq!(got, reference, "{obj}");
     }
 }
+
+/// An 8 MiB `.bss` is zero-filled by the loader, never stored: the firmware stays small, the
+/// program finds its `.bss` zero, writes to it, and runs as GNU ld's link does.
+#[test]
+fn big_bss_runs_and_is_not_stored() {
+    check_rel("bigbss", RelocSemantics::Strict);
+    for (_, tag) in endians() {
+        let obj = format!("bigbss.{tag}.o");
+        let conv = convert::convert(&fixture_bytes(&obj), &Options::default()).unwrap();
+        assert!(
+            conv.firmware.len() < 0x8000,
+            "{obj}: {:#x}-byte firmware",
+            conv.firmware.len()
+        );
+        let loaded: u64 = conv
+            .loaded
+            .image
+            .segments
+            .iter()
+            .map(|s| u64::from(s.mem_size))
+            .sum();
+        assert!(loaded > 8 << 20, "{obj}: loads {loaded:#x}");
+    }
+}
+
+/// Issue 14.5: GNU ld's own layout at `-Ttext=0x10000000` keeps `.MIPS.abiflags`/`.reginfo`
+/// in a PT_LOAD of their own at 0x00400000. The converter drops it (with a warning, no
+/// carveout down there), warns that the KUSEG executable never ran under a legacy loader,
+/// `verify` says the equivalence is to the image, and the firmware runs as ld's output does.
+#[test]
+fn gnu_ld_mips_info_segment_is_dropped_and_kuseg_exec_warned() {
+    for (endian, tag) in endians() {
+        let dir = tempdir();
+        let exe = dir.path().join(format!("hello.{tag}.ld.exe"));
+        let flag = if endian == Endian::Big { "-EB" } else { "-EL" };
+        let st = std::process::Command::new("mips-linux-gnu-ld")
+            .args([
+                flag,
+                "-e",
+                "__start",
+                "-Ttext=0x10000000",
+                "-z",
+                "max-page-size=0x1000",
+            ])
+            .arg("-o")
+            .arg(&exe)
+            .arg(fixture(&format!("hello.{tag}.o")))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let bytes = std::fs::read(&exe).unwrap();
+        let reference = run_qemu(&exe, endian);
+        for profile in [
+            vpe::rproc::firmware::Profile::MipsRproc,
+            vpe::rproc::firmware::Profile::Fixed,
+        ] {
+            let opts = Options {
+                ntcs: 0,
+                profile,
+                ..Options::default()
+            };
+            let conv = convert::convert(&bytes, &opts).unwrap();
+            let w = conv.warnings().join("\n");
+            assert!(
+                w.contains("at 0x00400000 holds only .MIPS.abiflags/.reginfo"),
+                "{w}"
+            );
+            assert!(w.contains("at 0x10000000 is in KUSEG"), "{w}");
+            assert!(conv.report.to_image_only);
+            assert!(convert::report_summary(&conv.report).starts_with("equivalent to the image"));
+            for r in &conv.loaded.table.entries {
+                if let vpe::rproc::table::Resource::Carveout(c) = r {
+                    assert!(c.da >= 0x1000_0000, "{profile:?}: carveout {c:?}");
+                }
+            }
+            if profile == vpe::rproc::firmware::Profile::MipsRproc {
+                let fw = dir.path().join(format!("hello.{tag}.fw"));
+                std::fs::write(&fw, &conv.firmware).unwrap();
+                let got = run_qemu(&fw, endian);
+                assert_eq!(
+                    String::from_utf8_lossy(&got.0),
+                    String::from_utf8_lossy(&reference.0)
+                );
+                assert_eq!(got.1, reference.1);
+            }
+        }
+    }
+}

@@ -23,6 +23,7 @@ const PROGRAMS: &[(&str, i32, &str)] = &[
     ("smalldata", 37, "smalldata.c"),
     ("common", 41, "common.c"),
     ("regs", 43, "regs.c"),
+    ("bigbss", 47, "bigbss.c"),
 ];
 
 /// Programs that also have a committed `.exe`.
@@ -314,6 +315,7 @@ fn fixtures_contain_what_they_are_for() {
             "smalldata",
             "common",
             "regs",
+            "bigbss",
             "no_start",
         ];
         for program in all {

@@ -74,6 +74,7 @@ fn rproc_check(what: &str, data: &[u8]) {
                     host,
                     profile,
                     kernel,
+                    cma_align: None,
                 };
                 if let Err(e) = check::check(data, &opts) {
                     one_line(what, &e);

@@ -30,6 +30,8 @@ const INPUTS: &[&str] = &[
     "common.le.o",
     "regs.be.o",
     "regs.le.o",
+    "bigbss.be.o",
+    "bigbss.le.o",
     "hello.be.exe",
     "hello.le.exe",
     "features.be.exe",

@@ -120,6 +120,11 @@ struct Args {
     /// loader's quirk (vpe_shared missing) would start at KSEG1(vpe1_load_addr).
     #[arg(long, value_name = "SYMBOL", value_parser = ["__start"])]
     entry: Option<String>,
+    /// Most memory an image may load, `.bss` included (bytes, K/M suffixes); a bigger one is
+    /// refused before anything is allocated for it. Default 16M, or --vpe1-mem with
+    /// --kernel lantiq.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_mem: Option<u32>,
     /// Test hook: the simulated remote processor refuses every start (-EBUSY).
     #[arg(long, hide = true)]
     sim_fail_start: bool,
@@ -241,6 +246,7 @@ fn config(args: &Args) -> Result<Config, String> {
     cfg.ntcs = args.ntcs;
     cfg.convert.base = args.base;
     cfg.convert.semantics = args.relocs;
+    cfg.convert.max_mem = args.max_mem;
     match (args.kernel, args.vpe1_load_addr) {
         (LoaderKernel::Mainline, _) if args.entry.is_some() => {
             return Err(

@@ -68,6 +68,11 @@ pub enum Cmd {
         /// Which kernel generation's rules and messages to apply.
         #[arg(long, value_enum, default_value_t = Kernel::Newest)]
         kernel: Kernel,
+        /// With --profile mips-rproc: the target kernel's CONFIG_CMA_ALIGNMENT (order of
+        /// 4 KiB pages); every carveout must map correctly for every physical address it
+        /// allows.
+        #[arg(long, value_name = "ORDER", default_value_t = 8, value_parser = clap::value_parser!(u8).range(2..=12))]
+        cma_align: u8,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -192,6 +197,14 @@ pub struct ConversionFlags {
     /// Treat a non-ELF input as an old-format Lantiq voice image (footer without magic).
     #[arg(long)]
     pub lantiq_voice: bool,
+    /// Most memory the image may load, `.bss` included (bytes; K/M suffixes). Default 16M, or
+    /// --vpe1-mem with --kernel lantiq.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_mem: Option<u32>,
+    /// The target kernel's CONFIG_CMA_ALIGNMENT (order of 4 KiB pages, 2..=12): mips-rproc
+    /// carveouts are at most 4 KiB << ORDER (1 MiB with the default 8).
+    #[arg(long, value_name = "ORDER", default_value_t = 8, value_parser = clap::value_parser!(u8).range(2..=12))]
+    pub cma_align: u8,
 }
 
 impl ConversionFlags {
@@ -245,6 +258,8 @@ impl ConversionFlags {
             host: self.host.map(Into::into),
             lantiq,
             voice,
+            max_mem: self.max_mem,
+            cma_align: self.cma_align,
         })
     }
 }

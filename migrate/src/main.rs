@@ -186,12 +186,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             host,
             profile,
             kernel,
+            cma_align,
             json,
         }) => {
             let opts = check::Options {
                 host: host.map(Into::into),
                 profile: profile.map(Into::into),
                 kernel: kernel.into(),
+                cma_align: Some(cma_align),
             };
             let bytes = read(&file)?;
             let loaded = check::check(&bytes, &opts)?;
@@ -379,6 +381,7 @@ fn legacy_for_verify(
             semantics,
             capacity: None,
             lantiq: Some(l),
+            max_mem: Some(u32::MAX), // as in convert::load_legacy
         };
         return Ok(vpe::legacy::load(old, &opts)?);
     }

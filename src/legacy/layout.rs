@@ -37,10 +37,14 @@ pub(crate) fn kernel_align(x: u32, a: u32) -> Option<u32> {
 /// Lay out the sections in four passes, header order inside a pass; `off = ALIGN(size,
 /// sh_addralign ?: 1)`, `size = off + sh_size` (`get_offset`). `.reginfo` and
 /// `.MIPS.abiflags` are ALLOC and placed like any other read-only section, as the kernel did.
+///
+/// `max_mem` bounds the image size: the section that takes it past the limit is refused
+/// (before anything is allocated for the image).
 pub(crate) fn layout_sections(
     shdrs: &[Shdr],
     names: &[String],
     base: u32,
+    max_mem: u32,
     warnings: &mut Vec<Warning>,
 ) -> Result<Layout> {
     let mut offsets: Vec<Option<u32>> = vec![None; shdrs.len()];
@@ -62,7 +66,21 @@ pub(crate) fn layout_sections(
             }
             };
             let off = kernel_align(size, s.sh_addralign).ok_or_else(overflow)?;
+            let padded = off > size;
             size = off.checked_add(s.sh_size).ok_or_else(overflow)?;
+            if size > max_mem {
+                let at = if padded {
+                    format!(" at offset {off:#x} (sh_addralign {:#x})", s.sh_addralign)
+                } else {
+                    String::new()
+                };
+                return Err(Error::MemoryLimit {
+                    what: format!("section [{i}] {name}{at}"),
+                    size: u64::from(s.sh_size),
+                    total: u64::from(size),
+                    limit: max_mem,
+                });
+            }
             if s.sh_type != SHT_NOBITS {
                 data_end = data_end.max(size);
             }
@@ -135,7 +153,7 @@ mod tests {
             sh(SHT_SYMTAB, 0, 4, 0x40),                     // 6 .symtab
         ];
         let mut w = Vec::new();
-        let l = layout_sections(&shdrs, &names(7), 0x1000_0000, &mut w).unwrap();
+        let l = layout_sections(&shdrs, &names(7), 0x1000_0000, u32::MAX, &mut w).unwrap();
         // text 0..0x10, text2 ALIGN(0x10,32)=0x20..0x24, rodata ALIGN(0x24,8)=0x28..0x2d,
         // data ALIGN(0x2d,16)=0x30..0x34, bss ALIGN(0x34,4)=0x34..0x3c.
         assert_eq!(
@@ -168,7 +186,7 @@ mod tests {
             sh(SHT_NOBITS, SHF_ALLOC | SHF_WRITE, 4, 0x20),
         ];
         let mut w = Vec::new();
-        let e = layout_sections(&shdrs, &names(3), 0, &mut w).unwrap_err();
+        let e = layout_sections(&shdrs, &names(3), 0, u32::MAX, &mut w).unwrap_err();
         assert!(matches!(e, Error::Malformed { .. }), "{e}");
     }
 
@@ -180,7 +198,7 @@ mod tests {
             sh(SHT_PROGBITS, SHF_ALLOC, 3, 4),
         ];
         let mut w = Vec::new();
-        let l = layout_sections(&shdrs, &names(3), 0x1000_0008, &mut w).unwrap();
+        let l = layout_sections(&shdrs, &names(3), 0x1000_0008, u32::MAX, &mut w).unwrap();
         assert_eq!(l.offsets[2], Some(4)); // (4 + 2) & ~2 = 4
         assert_eq!(w.len(), 2, "{w:?}");
     }

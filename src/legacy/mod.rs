@@ -28,7 +28,7 @@ use crate::elf::read::{Ehdr, Reader, Shdr};
 use crate::elf::{
     EF_MIPS_ABI, EF_MIPS_ABI2, EF_MIPS_ABI_O32, EF_MIPS_CPIC, EF_MIPS_FP64, EF_MIPS_PIC,
     ELFCLASS32, ELFMAG, EM_MIPS, ET_EXEC, ET_REL, PHDR32_SIZE, PT_LOAD, SHDR32_SIZE, SHF_ALLOC,
-    SHT_NOBITS,
+    SHT_MIPS_ABIFLAGS, SHT_MIPS_REGINFO, SHT_NOBITS,
 };
 use crate::error::{Error, Result};
 use crate::image::{Image, InputKind, PlacedSection, RelocSemantics, Segment, Warning};
@@ -65,7 +65,16 @@ pub struct Options {
     /// missing `__start`/`vpe_shared` starts the program at `KSEG1(vpe1_load_addr)`. The
     /// caller places an ET_REL at `vpe1_load_addr` through `base`.
     pub lantiq: Option<crate::lantiq::LantiqLoader>,
+    /// Most bytes of memory the image may load (ET_REL: the layout's size, `.bss` included;
+    /// ET_EXEC: the sum of the `p_memsz`); `None` = the Lantiq `vpe1_mem` with `lantiq`, else
+    /// [`DEFAULT_MAX_MEM`]. Checked before any memory is allocated for the image, so a tiny
+    /// file declaring a huge `.bss` costs nothing.
+    pub max_mem: Option<u32>,
 }
+
+/// Default loaded-memory limit: the boards have 64–256 MiB of RAM; the legacy loader's own
+/// buffers (`P_SIZE`, 2 MiB with TOM) were far smaller.
+pub const DEFAULT_MAX_MEM: u32 = 16 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -74,7 +83,17 @@ impl Default for Options {
             semantics: RelocSemantics::Strict,
             capacity: None,
             lantiq: None,
+            max_mem: None,
         }
+    }
+}
+
+impl Options {
+    /// The loaded-memory limit in force (see [`Options::max_mem`]).
+    pub fn mem_limit(&self) -> u32 {
+        self.max_mem
+            .or(self.lantiq.map(|l| l.vpe1_mem))
+            .unwrap_or(DEFAULT_MAX_MEM)
     }
 }
 
@@ -380,7 +399,13 @@ fn load_rel(
         });
     }
     let base = opts.base;
-    let lay = layout::layout_sections(&inp.shdrs, &inp.names, base, &mut warnings)?;
+    let lay = layout::layout_sections(
+        &inp.shdrs,
+        &inp.names,
+        base,
+        opts.mem_limit(),
+        &mut warnings,
+    )?;
     if lay.data_end > MAX_DATA {
         // Only absurd sh_addralign values get here: the file itself is at most P_SIZE-ish.
         return Err(Error::Malformed {
@@ -518,6 +543,35 @@ fn load_rel(
     })
 }
 
+/// Start of KSEG0: below it an address is a user (KUSEG) address.
+const KUSEG_END: u64 = 0x8000_0000;
+
+/// True if the file bytes of PT_LOAD `p` hold sections and all of them are `.reginfo` or
+/// `.MIPS.abiflags` (and it has no zero-fill).
+fn holds_only_mips_info(inp: &Input, p: &crate::elf::read::Phdr) -> bool {
+    let (lo, hi) = (
+        u64::from(p.p_offset),
+        u64::from(p.p_offset) + u64::from(p.p_filesz),
+    );
+    let mut inside = inp.shdrs.iter().skip(1).filter(|s| {
+        let (so, se) = (
+            u64::from(s.sh_offset),
+            u64::from(s.sh_offset) + u64::from(s.sh_size),
+        );
+        s.sh_flags & SHF_ALLOC != 0
+            && s.sh_type != SHT_NOBITS
+            && s.sh_size > 0
+            && so < hi
+            && se > lo
+    });
+    let mut any = false;
+    let only = inside.all(|s| {
+        any = true;
+        s.sh_type == SHT_MIPS_REGINFO || s.sh_type == SHT_MIPS_ABIFLAGS
+    });
+    any && only && p.p_memsz == p.p_filesz
+}
+
 /// ET_EXEC (§4): every PT_LOAD copied to `p_paddr`, no relocation, `__start`/`vpe_shared`
 /// from the raw `st_value` of the last symbol table.
 fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<Image> {
@@ -540,6 +594,7 @@ fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<
     }
     // (phdr index, paddr, vaddr, offset, filesz, memsz)
     let mut loads = Vec::new();
+    let mut loaded = 0u64;
     for i in 0..usize::from(eh.e_phnum) {
         let p = inp.r.phdr(eh.e_phoff, i)?;
         if p.p_type != PT_LOAD {
@@ -571,6 +626,16 @@ fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<
         if p.p_memsz == 0 {
             continue;
         }
+        // Before any segment is copied: the sum of the p_memsz is what the image loads.
+        loaded += u64::from(p.p_memsz);
+        if loaded > u64::from(opts.mem_limit()) {
+            return Err(Error::MemoryLimit {
+                what: format!("PT_LOAD program header #{i} at {:#010x}", p.p_paddr),
+                size: u64::from(p.p_memsz),
+                total: loaded,
+                limit: opts.mem_limit(),
+            });
+        }
         if p.p_vaddr != p.p_paddr {
             warnings.push(Warning::new(format!(
                 "program header #{i}: p_vaddr {:#010x} != p_paddr {:#010x}; the legacy loader copied to p_paddr (used as a kernel virtual address)",
@@ -578,6 +643,28 @@ fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<
             )));
         }
         loads.push((i, p));
+    }
+    // GNU ld puts .MIPS.abiflags/.reginfo in a PT_LOAD of their own below the program (at
+    // 0x00400000 with its default script): nothing reads those bytes at run time, and kept
+    // they would become a carveout at that address. Deliberate deviation: dropped, with a
+    // warning (docs/CONVERSION.md §2).
+    loads.retain(|(i, p)| {
+        let drop = holds_only_mips_info(inp, p);
+        if drop {
+            warnings.push(Warning::new(format!(
+                "program header #{i} at {:#010x} holds only .MIPS.abiflags/.reginfo (GNU ld's separate segment for them): not loaded, as nothing reads those bytes at run time",
+                p.p_paddr
+            )));
+        }
+        !drop
+    });
+    for (i, p) in &loads {
+        if u64::from(p.p_paddr) < KUSEG_END {
+            warnings.push(Warning::new(format!(
+                "program header #{i} at {:#010x} is in KUSEG (below 0x80000000): vpe.c copied an ET_EXEC's segments to p_paddr as a kernel virtual address, i.e. into the user memory of the process that closed /dev/vpe1, so no legacy system can have run this image; it is converted as linked (remoteproc can run it) and verify's equivalence is to this image, not to a legacy run",
+                p.p_paddr
+            )));
+        }
     }
     loads.sort_by_key(|(_, p)| p.p_paddr);
     for w in loads.windows(2) {
@@ -1049,8 +1136,7 @@ mod tests {
         Options {
             base: B,
             semantics,
-            capacity: None,
-            lantiq: None,
+            ..Options::default()
         }
     }
     fn strict() -> Options {
@@ -1890,6 +1976,118 @@ mod tests {
     }
 
     #[test]
+    fn loaded_memory_limit_is_checked_before_allocating() {
+        // ET_REL: a 255 MiB .bss in a tiny file is refused, naming the section and sizes.
+        let e = Endian::Big;
+        let mut b = Elf::new(e, ET_REL);
+        let t = b.progbits(".text", TEXT, 4, vec![0; 16]);
+        b.nobits(".bss", DATA, 16, 255 << 20);
+        b.global("__start", 0, t as u16);
+        let bytes = b.build();
+        assert!(bytes.len() < 4096);
+        let err = load(&bytes, &strict()).unwrap_err();
+        assert_eq!(
+            err,
+            Error::MemoryLimit {
+                what: "section [2] .bss".into(),
+                size: 255 << 20,
+                total: 0x10 + (255 << 20),
+                limit: DEFAULT_MAX_MEM,
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("over the limit of 0x1000000 bytes"),
+            "{err}"
+        );
+        // A raised limit loads it, without materialising the .bss.
+        let opts = Options {
+            max_mem: Some(256 << 20),
+            ..strict()
+        };
+        let img = load(&bytes, &opts).unwrap();
+        assert_eq!(img.segments[0].mem_size, 0x10 + (255 << 20));
+        assert_eq!(img.segments[0].data.len(), 0x10);
+        // The Lantiq loader's vpe1_mem is the default limit there.
+        let lantiq = Options {
+            base: 0x83e0_0000,
+            lantiq: Some(crate::lantiq::LantiqLoader {
+                vpe1_load_addr: 0x83e0_0000,
+                vpe1_mem: 0x8,
+                entry_override: true,
+            }),
+            ..strict()
+        };
+        let err = load(&bytes, &lantiq).unwrap_err();
+        assert!(
+            matches!(&err, Error::MemoryLimit { what, limit: 8, .. } if what == "section [1] .text"),
+            "{err}"
+        );
+        // ET_EXEC: the p_memsz add up; the segment that goes over is named.
+        let mut b = Elf::new(e, ET_EXEC);
+        let t1 = b.progbits(".text", TEXT, 4, vec![1; 8]);
+        let t2 = b.progbits(".data", DATA, 4, vec![2; 8]);
+        b.global("__start", 0x1000_0000, t1 as u16);
+        b.pt_load(t1, 0x1000_0000, 0x1000_0000, 0x80_0000);
+        b.pt_load(t2, 0x2000_0000, 0x2000_0000, 0x90_0000);
+        let err = load(&b.build(), &strict()).unwrap_err();
+        assert_eq!(
+            err,
+            Error::MemoryLimit {
+                what: "PT_LOAD program header #1 at 0x20000000".into(),
+                size: 0x90_0000,
+                total: 0x110_0000,
+                limit: DEFAULT_MAX_MEM,
+            }
+        );
+    }
+
+    #[test]
+    fn exec_at_kuseg_warns_and_a_mips_info_only_segment_is_dropped() {
+        for e in ENDIANS {
+            // GNU ld's default layout: .MIPS.abiflags alone in a PT_LOAD at 0x00400000, the
+            // program at 0x10000000 (both KUSEG).
+            let mut b = Elf::new(e, ET_EXEC);
+            let abi = b.progbits(".MIPS.abiflags", SHF_ALLOC, 8, vec![0x11; 24]);
+            b.secs[abi - 1].sh_type = SHT_MIPS_ABIFLAGS;
+            b.secs[abi - 1].addr = 0x0040_0000;
+            let t = b.progbits(".text", TEXT, 4, vec![1; 16]);
+            b.secs[t - 1].addr = 0x1000_0000;
+            b.global("__start", 0x1000_0000, t as u16);
+            b.pt_load(abi, 0x0040_0000, 0x0040_0000, 24);
+            b.pt_load(t, 0x1000_0000, 0x1000_0000, 0x20);
+            let img = load(&b.build(), &strict()).unwrap();
+            assert_eq!(img.segments.len(), 1, "{:?}", img.segments);
+            assert_eq!(img.segments[0].addr, 0x1000_0000);
+            assert!(has_warning(
+                &img,
+                "program header #0 at 0x00400000 holds only .MIPS.abiflags/.reginfo"
+            ));
+            assert!(has_warning(
+                &img,
+                "program header #1 at 0x10000000 is in KUSEG (below 0x80000000)"
+            ));
+            assert!(!has_warning(
+                &img,
+                "program header #0 at 0x00400000 is in KUSEG"
+            ));
+            // A .reginfo segment that also zero-fills memory (a .bss after it) is kept; KSEG0
+            // segments get no KUSEG warning.
+            let mut b = Elf::new(e, ET_EXEC);
+            let t = b.progbits(".text", TEXT, 4, vec![1; 16]);
+            let r = b.progbits(".reginfo", SHF_ALLOC, 4, vec![0x22; 24]);
+            b.secs[r - 1].sh_type = SHT_MIPS_REGINFO;
+            b.global("__start", 0x8030_0000, t as u16);
+            b.pt_load(t, 0x8030_0000, 0x8030_0000, 0x10);
+            b.pt_load(r, 0x8030_0010, 0x8030_0010, 0x40);
+            let img = load(&b.build(), &strict()).unwrap();
+            assert_eq!(img.segments.len(), 2);
+            assert!(!has_warning(&img, "KUSEG"));
+            assert!(!has_warning(&img, "holds only"));
+        }
+    }
+
+    #[test]
     fn exec_overlap_and_filesz_errors() {
         let e = Endian::Big;
         let mut b = Elf::new(e, ET_EXEC);
@@ -2027,8 +2225,13 @@ mod tests {
             let mut huge = obj(e, &[0]);
             huge.progbits(".data", DATA, 0x8000_0000, vec![1; 4]);
             cases.push((huge.build(), "alignment padding"));
+            // Without a loaded-memory limit (it would refuse the padding case first).
+            let unlimited = Options {
+                max_mem: Some(u32::MAX),
+                ..strict()
+            };
             for (bytes, needle) in cases {
-                match load(&bytes, &strict()) {
+                match load(&bytes, &unlimited) {
                     Err(Error::Malformed { what, .. }) => {
                         assert!(what.contains(needle), "{what} lacks {needle}")
                     }

@@ -16,6 +16,7 @@
 use serde::Serialize;
 
 use super::firmware::Profile;
+use super::mips_tlb;
 use super::note::{self, Provenance};
 use super::table::{
     Carveout, Resource, ResourceTable, Vring, CARVEOUT_BODY, FW_RSC_ADDR_ANY, HEADER_SIZE,
@@ -57,6 +58,10 @@ pub struct Options {
     /// Profile whose geometry to enforce; `None` checks only the generic core's rules.
     pub profile: Option<Profile>,
     pub kernel: KernelEra,
+    /// With the mips-rproc profile: the target kernel's `CONFIG_CMA_ALIGNMENT` (an order of
+    /// 4 KiB pages); `None` = 8, the kernel's default. Every carveout must map correctly for
+    /// every physical address CMA may return under it ([`mips_tlb_geometry`]).
+    pub cma_align: Option<u8>,
 }
 
 /// What remoteproc would load from a firmware that passed every rule.
@@ -161,6 +166,9 @@ pub fn check(bytes: &[u8], opts: &Options) -> Result<Loaded> {
     )?;
     if let Some(p) = opts.profile {
         profile_geometry(p, &table)?;
+        if p == Profile::MipsRproc {
+            mips_tlb_geometry(&table, opts.cma_align, &mut warnings)?;
+        }
     }
 
     let image = build_image(bytes, &h, &shdrs, segments, &mut warnings);
@@ -1154,8 +1162,6 @@ fn profile_geometry(p: Profile, table: &ResourceTable) -> Result<()> {
                     Some("da is not 8 KiB-aligned; EntryHi drops bit 12, so the mapping would be shifted")
                 } else if c.len == 0 || c.len % 0x2000 != 0 {
                     Some("len is not a non-zero multiple of 0x2000; the driver maps EntryLo0/EntryLo1 pairs and its unsigned size counter underflows")
-                } else if c.len > 0x10_0000 {
-                    Some("len is above 1 MiB; CMA aligns allocations to at most 1 MiB, so the driver's page-size choice may map it wrongly (split it into several carveouts)")
                 } else if end > 0x8000_0000 {
                     Some("does not lie below 0x80000000 (KUSEG); the driver maps carveouts with the TLB, which only covers KUSEG")
                 } else {
@@ -1201,6 +1207,66 @@ fn profile_geometry(p: Profile, table: &ResourceTable) -> Result<()> {
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Profile M: replay the MIPS driver's wired TLB mapping (`mips_tlb`) of every carveout for
+/// every physical address CMA may return under `cma_align`, and count the wired entries the
+/// carveouts and vrings need. Runs after [`profile_geometry`], so `da` and `len` are
+/// 8 KiB multiples here.
+fn mips_tlb_geometry(
+    table: &ResourceTable,
+    cma_align: Option<u8>,
+    w: &mut Vec<String>,
+) -> Result<()> {
+    let cma = cma_align.unwrap_or(mips_tlb::DEFAULT_CMA_ALIGN);
+    let (mut carveouts, mut vrings) = (0usize, 0usize);
+    for (i, r) in table.entries.iter().enumerate() {
+        match r {
+            Resource::Carveout(c) => {
+                match mips_tlb::check_carveout(u64::from(c.da), u64::from(c.len), cma) {
+                    Ok(n) => carveouts += n,
+                    Err(bad) => {
+                        let e = bad.entry;
+                        return Err(firmware(format!(
+                            "profile mips-rproc: carveout entry {i} \"{}\" (da {:#010x} len {:#x}) \
+                             would be mapped wrongly by the MIPS driver: with \
+                             CONFIG_CMA_ALIGNMENT={cma} its memory may be at physical {:#x}, \
+                             and the driver (choosing page sizes from the physical address only) \
+                             then maps [{:#010x}, +{:#x}) with one wired entry whose da is not \
+                             {:#x}-aligned; carveouts of at most {:#x} bytes aligned to the next \
+                             power of two of their size always map (vpe-migrate --cma-align {cma}); \
+                             the kernel core would accept it",
+                            c.name.escape_debug(),
+                            c.da,
+                            c.len,
+                            bad.pa,
+                            e.da,
+                            e.pair,
+                            e.pair,
+                            mips_tlb::KERNEL_PAGE << cma
+                        )));
+                    }
+                }
+            }
+            Resource::Vdev { vrings: rings, .. } => {
+                // The driver maps two vring slots per vdev, identity-mapped (da == pa).
+                for v in rings.iter().take(2) {
+                    vrings += mips_tlb::identity_entries(vring_bytes(v.num, v.align), cma);
+                }
+            }
+            _ => {}
+        }
+    }
+    let total = carveouts + vrings;
+    if total > mips_tlb::WIRED_WARN {
+        w.push(format!(
+            "profile mips-rproc: mapping needs up to {total} wired TLB entries ({carveouts} for \
+             the carveouts, {vrings} for the vrings; with 256 MiB pages, for the physical \
+             addresses CMA may return under CONFIG_CMA_ALIGNMENT={cma}); the driver does not \
+             check this, and cores with small TLBs (16 entries on the smallest) run out"
+        ));
     }
     Ok(())
 }
@@ -2684,9 +2750,9 @@ pub(crate) mod tests {
             let b = one(0x1000_1000, 0x4000);
             run(&b, KernelEra::Newest).unwrap();
             ferr(mips(&b), "8 KiB-aligned");
-            let b = one(BASE, 0x10_2000);
-            run(&b, KernelEra::Newest).unwrap();
-            ferr(mips(&b), "above 1 MiB");
+            // Above the CMA alignment is refused only where the driver really maps it
+            // wrongly (mips_tlb_mapping_for_every_cma_address).
+            mips(&one(BASE, 0x10_2000)).unwrap();
             mips(&one(BASE, 0x10_0000)).unwrap();
             let b = one(0x8000_0000, 0x4000);
             run(&b, KernelEra::Newest).unwrap();
@@ -2721,6 +2787,62 @@ pub(crate) mod tests {
                 vdev(e, &[(0x1000, 4), (0x1000, 4)], 0, 0),
             ];
             mips(&with(e, &ents).build().bytes).unwrap();
+        }
+    }
+
+    /// Issue 14.2: the driver's TLB mapping replayed for every physical address CMA may return.
+    #[test]
+    fn mips_tlb_mapping_for_every_cma_address() {
+        let cma = |b: &[u8], order: Option<u8>| {
+            check(
+                b,
+                &Options {
+                    profile: Some(Profile::MipsRproc),
+                    cma_align: order,
+                    ..Default::default()
+                },
+            )
+        };
+        for e in BOTH {
+            let one =
+                |da: u32, len: u32| good_at(e, da, &[carveout(e, da, len, "fw")]).build().bytes;
+            // 3 MiB at a 4 MiB-aligned da: CMA guarantees 1 MiB only, and at physical 1 MiB
+            // the driver maps a 2 MiB pair at da + 1 MiB.
+            let b = one(0x1040_0000, 0x30_0000);
+            run(&b, KernelEra::Newest).unwrap();
+            let m = ferr(mips(&b), "would be mapped wrongly by the MIPS driver");
+            assert!(
+                m.contains("CONFIG_CMA_ALIGNMENT=8")
+                    && m.contains("physical 0x100000")
+                    && m.contains("[0x10500000, +0x200000)"),
+                "{m}"
+            );
+            cma(&b, Some(10)).unwrap();
+            // The 1 MiB cap needs CONFIG_CMA_ALIGNMENT=8: under 4, 1 MiB maps wrongly, 64 KiB not.
+            let m = ferr(
+                cma(&one(BASE, 0x10_0000), Some(4)),
+                "CONFIG_CMA_ALIGNMENT=4",
+            );
+            assert!(m.contains("at most 0x10000 bytes"), "{m}");
+            cma(&one(BASE, 0x1_0000), Some(4)).unwrap();
+            // 17 carveouts of one wired entry each (the first holds the 16 KiB segment):
+            // above 16, a warning.
+            let ents: Vec<Vec<u8>> = (0..17)
+                .map(|k| {
+                    let len = if k == 0 { 0x8000 } else { 0x2000 };
+                    carveout(e, BASE + k * 0x2_0000, len, &format!("c{k}"))
+                })
+                .collect();
+            let l = cma(&good_at(e, BASE, &ents).build().bytes, None).unwrap();
+            assert!(
+                l.warnings
+                    .iter()
+                    .any(|w| w.contains("17 wired TLB entries")),
+                "{:?}",
+                l.warnings
+            );
+            let l = cma(&good_at(e, BASE, &ents[..16]).build().bytes, None).unwrap();
+            assert!(!l.warnings.iter().any(|w| w.contains("wired")));
         }
     }
 

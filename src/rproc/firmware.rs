@@ -2,11 +2,15 @@
 //!
 //! Layout (spec §1.3, §2, §4.4, §6.2):
 //! - the image's segments, merged into *regions* where their 4 KiB page ranges touch (the gap
-//!   bytes become explicit zeros);
+//!   is zero);
 //! - after the last region (ALIGN 16) a file-backed tail: the trampoline, `vpe_boot_args`
 //!   (16 bytes) and `.resource_table`; then, memory-only, the trace buffer and `extra_mem`;
-//! - carveouts covering every region, and one RWX PT_LOAD per (region ∩ carveout), because
-//!   `rproc_da_to_va` needs each segment inside ONE carveout (remoteproc_core.c);
+//! - only the *stored extents* of a region's file part go into the file: runs of at least
+//!   [`MIN_ZERO_RUN`] zero bytes of whole pages (`.bss`, gaps) are left to the loader's
+//!   zero-fill;
+//! - carveouts covering every region, and one RWX PT_LOAD per (region ∩ carveout), split
+//!   again where a stored extent starts, because `rproc_da_to_va` needs each segment inside
+//!   ONE carveout (remoteproc_core.c) and a PT_LOAD's file bytes are contiguous;
 //! - section headers (the kernel finds the table by name only, remoteproc_elf_loader.c),
 //!   the provenance note and a symbol table.
 //!
@@ -17,6 +21,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use super::mips_tlb;
 use super::note::{self, Provenance};
 use super::table::{Carveout, Resource, ResourceTable};
 use super::trampoline;
@@ -28,11 +33,19 @@ use crate::image::{Image, Segment};
 
 /// Granule of the page-range merge and of `p_align`.
 pub const PAGE: u64 = 0x1000;
+/// Zero runs of whole pages at least this long (16 pages) are not stored in the file: the
+/// `PT_LOAD` before one ends its `p_filesz` where the run starts (the loader zero-fills the
+/// rest of its `p_memsz`) and the next starts page-aligned where it ends. 16 pages bound the
+/// `PT_LOAD` count by the loaded memory (one split per 64 KiB at most), while a shorter run is
+/// stored as at most 64 KiB of zeros (docs/CONVERSION.md §3).
+pub const MIN_ZERO_RUN: u64 = 16 * PAGE;
 /// Profile M: carveouts are mapped by wired TLB entry *pairs* of 4 KiB pages, so `da` and
 /// `len` must be multiples of 8 KiB (Redfearn's `mips_rproc_map`, spec §4.4).
 pub const MIPS_CARVEOUT_ALIGN: u64 = 0x2000;
-/// Profile M: CMA aligns an allocation to at most `CONFIG_CMA_ALIGNMENT` (1 MiB by default);
-/// larger carveouts would be mapped with pages the physical address is not aligned to.
+/// Profile M: CMA aligns an allocation to at most `CONFIG_CMA_ALIGNMENT` pages (1 MiB with
+/// the default 8 and 4 KiB pages); larger carveouts may be mapped with pages their `da` is not
+/// aligned to (`mips_tlb`). The largest carveout under the default; see
+/// [`Options::cma_align`].
 pub const MIPS_CARVEOUT_MAX: u64 = 0x10_0000;
 /// End of KUSEG: Profile M `da` values are TLB-mapped user-segment addresses.
 pub const KUSEG_END: u64 = 0x8000_0000;
@@ -102,6 +115,28 @@ pub struct Options {
     /// Enter through the trampoline (`e_entry` = trampoline) or directly at `image.entry`.
     pub trampoline: bool,
     pub provenance: Provenance,
+    /// Profile M: the target kernel's `CONFIG_CMA_ALIGNMENT` (an order of 4 KiB pages,
+    /// [`mips_tlb::DEFAULT_CMA_ALIGN`] = 8): carveouts are at most `4 KiB << cma_align` and
+    /// naturally aligned, so the driver maps them correctly whatever address CMA returns.
+    pub cma_align: u8,
+}
+
+/// Range of `CONFIG_CMA_ALIGNMENT` (mm/Kconfig: `range 2 12`).
+pub const CMA_ALIGN_RANGE: std::ops::RangeInclusive<u8> = 2..=12;
+
+impl Options {
+    /// The largest mips-rproc carveout (`4 KiB << cma_align`).
+    fn carveout_max(&self) -> Result<u64> {
+        if !CMA_ALIGN_RANGE.contains(&self.cma_align) {
+            return Err(convert_err(format!(
+                "--cma-align {} is outside CONFIG_CMA_ALIGNMENT's range {}..={}",
+                self.cma_align,
+                CMA_ALIGN_RANGE.start(),
+                CMA_ALIGN_RANGE.end()
+            )));
+        }
+        Ok(mips_tlb::KERNEL_PAGE << self.cma_align)
+    }
 }
 
 fn convert_err(message: String) -> Error {
@@ -138,6 +173,11 @@ struct Region<'a> {
     file_len: u64,
     /// Exclusive end in memory (`>= start + file_len`).
     mem_end: u64,
+    /// What is stored in the file: sorted, non-overlapping absolute `[lo, hi)` ranges of the
+    /// file part, the first starting at `start`; between two of them lies a run of at least
+    /// [`MIN_ZERO_RUN`] zero bytes of whole pages, and after the last one only zeros. Filled
+    /// in by [`plan`] once the tail is in place.
+    extents: Vec<(u64, u64)>,
 }
 
 impl Region<'_> {
@@ -159,8 +199,46 @@ struct Tail {
     mem_end: u64,
 }
 
-fn crosses_mib(addr: u64, len: u64) -> bool {
-    len > 0 && addr / MIPS_CARVEOUT_MAX != (addr + len - 1) / MIPS_CARVEOUT_MAX
+/// Size of the mips-rproc carveout chunk starting at `lo`: naturally aligned, at most `max`
+/// (see [`carveouts`]).
+fn chunk_len(lo: u64, max: u64) -> u64 {
+    if lo == 0 {
+        max
+    } else {
+        (1u64 << lo.trailing_zeros()).min(max)
+    }
+}
+
+/// The first carveout boundary above `addr` of a mips-rproc region starting at `start`: the
+/// chunks begin at `start` rounded down to 8 KiB and double in size up to 1 MiB, so below
+/// 1 MiB alignment the boundaries are closer than 1 MiB (`--base 0x1000e000`: 0x10010000,
+/// 0x10020000, 0x10040000, ...).
+fn next_boundary(start: u64, addr: u64, max: u64) -> u64 {
+    let mut b = down(start, MIPS_CARVEOUT_ALIGN);
+    while b <= addr {
+        if b % max == 0 {
+            // From here on every boundary is a multiple of `max`.
+            return (down(addr, max) + max).max(b);
+        }
+        b += chunk_len(b, max);
+    }
+    b
+}
+
+/// `addr`, or the next carveout boundary(s) up if `[addr, addr + len)` would straddle one:
+/// the table must lie in one PT_LOAD's file part and the trace buffer in one carveout.
+fn inside_one_chunk(start: u64, addr: u64, len: u64, max: u64, what: &str) -> Result<u64> {
+    let mut a = addr;
+    // Chunk sizes double at each boundary up to `max`, so a few moves always suffice.
+    for _ in 0..24 {
+        if len == 0 || a + len <= next_boundary(start, a, max) {
+            return Ok(a);
+        }
+        a = next_boundary(start, a, max);
+    }
+    Err(convert_err(format!(
+        "{what} of {len:#x} bytes does not fit in one mips-rproc carveout (at most {max:#x} bytes with --cma-align)"
+    )))
 }
 
 /// Size of the table with `n` carveouts (and a trace entry if `trace`).
@@ -185,7 +263,9 @@ fn table_size(n: usize, trace: bool) -> Result<u64> {
     Ok(ResourceTable { ver: 1, entries }.encoded_len() as u64)
 }
 
-fn tail_layout(last_end: u64, n_carveouts: usize, opts: &Options) -> Result<Tail> {
+/// The tail after `last_end`, the end of the last region, which starts at `last_start`.
+fn tail_layout(last_start: u32, last_end: u64, n_carveouts: usize, opts: &Options) -> Result<Tail> {
+    let start = u64::from(last_start);
     let m = opts.profile == Profile::MipsRproc;
     let mut p = up(last_end, 16)?;
     let trampoline = if opts.trampoline {
@@ -199,10 +279,13 @@ fn tail_layout(last_end: u64, n_carveouts: usize, opts: &Options) -> Result<Tail
     p = boot_args + BOOT_ARGS_SIZE;
     let table_size = table_size(n_carveouts, opts.trace.is_some())?;
     let mut table = up(p, 8)?;
-    // Profile M splits PT_LOADs at 1 MiB carveout boundaries; the table must stay inside one
-    // PT_LOAD's file-backed part (checklist #13), so it never straddles a boundary.
-    if m && crosses_mib(table, table_size) {
-        table = up(table, MIPS_CARVEOUT_MAX)?;
+    // Profile M splits PT_LOADs at carveout boundaries; the table must stay inside one
+    // PT_LOAD's file-backed part (checklist #13), so it never straddles a boundary. (The
+    // trampoline and `vpe_boot_args` may: the CPU sees the carveouts as contiguous virtual
+    // memory.)
+    let max = opts.carveout_max()?;
+    if m {
+        table = inside_one_chunk(start, table, table_size, max, "the resource table")?;
     }
     p = table + table_size;
     let file_end = p;
@@ -211,14 +294,14 @@ fn tail_layout(last_end: u64, n_carveouts: usize, opts: &Options) -> Result<Tail
         Some(0) => return Err(convert_err("--trace needs a size greater than 0".into())),
         Some(len) => {
             let len64 = u64::from(len);
-            if m && len64 > MIPS_CARVEOUT_MAX {
+            if m && len64 > max {
                 return Err(convert_err(format!(
-                    "trace buffer of {len:#x} bytes is larger than the largest mips-rproc carveout ({MIPS_CARVEOUT_MAX:#x}); the kernel needs it inside one carveout"
+                    "trace buffer of {len:#x} bytes is larger than the largest mips-rproc carveout ({max:#x}, see --cma-align); the kernel needs it inside one carveout"
                 )));
             }
             let mut t = up(p, 8)?;
-            if m && crosses_mib(t, len64) {
-                t = up(t, MIPS_CARVEOUT_MAX)?;
+            if m {
+                t = inside_one_chunk(start, t, len64, max, "the trace buffer")?;
             }
             p = t + len64;
             Some((addr32(t, "the trace buffer")?, len))
@@ -242,7 +325,7 @@ fn tail_layout(last_end: u64, n_carveouts: usize, opts: &Options) -> Result<Tail
 }
 
 /// Carveouts covering `[start, end)` of each region, with the region they belong to.
-fn carveouts(ranges: &[(u32, u64)], profile: Profile) -> Result<Vec<(usize, Carveout)>> {
+fn carveouts(ranges: &[(u32, u64)], profile: Profile, max: u64) -> Result<Vec<(usize, Carveout)>> {
     let mut out = Vec::new();
     for (ri, &(start, end)) in ranges.iter().enumerate() {
         match profile {
@@ -252,16 +335,12 @@ fn carveouts(ranges: &[(u32, u64)], profile: Profile) -> Result<Vec<(usize, Carv
                 if hi > KUSEG_END {
                     return Err(kseg_error(start, end));
                 }
-                // Chunks never cross a 1 MiB boundary, and each `da` is aligned to
+                // Chunks are at most the CMA alignment and each `da` is aligned to
                 // next_pow2(len): CMA aligns the physical address that way and the driver
-                // picks TLB page sizes from it, so `da` must be aligned alike (spec §4.4).
+                // picks TLB page sizes from it, so `da` must be aligned alike (spec §4.4,
+                // mips_tlb).
                 while lo < hi {
-                    let a = if lo == 0 {
-                        MIPS_CARVEOUT_MAX
-                    } else {
-                        1u64 << lo.trailing_zeros()
-                    };
-                    let len = a.min(MIPS_CARVEOUT_MAX).min(hi - lo);
+                    let len = chunk_len(lo, max).min(hi - lo);
                     out.push((ri, (lo as u32, len as u32)));
                     lo += len;
                 }
@@ -362,9 +441,6 @@ fn regions(image: &Image) -> Result<Vec<Region<'_>>> {
         match out.last_mut() {
             Some(r) if touches => {
                 let at = (s.addr - r.start) as u64;
-                if at + s.data.len() as u64 > MAX_FILE {
-                    return Err(too_big(at));
-                }
                 if !s.data.is_empty() {
                     r.parts.push((at, Cow::Borrowed(&s.data)));
                     r.file_len = at + s.data.len() as u64;
@@ -376,6 +452,7 @@ fn regions(image: &Image) -> Result<Vec<Region<'_>>> {
                 parts: vec![(0, Cow::Borrowed(&s.data))],
                 file_len: s.data.len() as u64,
                 mem_end: s.end(),
+                extents: Vec::new(),
             }),
         }
     }
@@ -384,14 +461,73 @@ fn regions(image: &Image) -> Result<Vec<Region<'_>>> {
 
 fn too_big(n: u64) -> Error {
     convert_err(format!(
-        "the firmware would hold {n:#x} bytes of file data (limit {MAX_FILE:#x}); the image has a huge gap or .bss before its end"
+        "the firmware would be {n:#x} bytes (limit {MAX_FILE:#x}): the image holds that much non-zero data"
     ))
+}
+
+/// True if every byte is zero; compared 16 bytes at a time (a word-wise scan).
+fn is_zero(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(16);
+    chunks
+        .by_ref()
+        .all(|c| u128::from_ne_bytes(c.try_into().unwrap_or([1; 16])) == 0)
+        && chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// The stored extents of `r` (see [`Region::extents`]). `protected` are absolute ranges of
+/// sections with file contents (PROGBITS): a section header describes one contiguous range of
+/// the file, so no zero run is cut out of one (their bytes come from the input file, so they
+/// cannot be a memory bomb).
+fn stored_extents(r: &Region<'_>, protected: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let s = u64::from(r.start);
+    let fe = r.file_end();
+    // Pages that must be stored: those holding a non-zero byte or part of a protected
+    // section. Only file bytes are scanned; gaps between parts are zero by construction.
+    let mut keep: Vec<(u64, u64)> = Vec::new();
+    for (o, bytes) in &r.parts {
+        let a = s + o;
+        let mut i = 0usize;
+        while i < bytes.len() {
+            let addr = a + i as u64;
+            let page_end = down(addr, PAGE) + PAGE;
+            let n = ((page_end - addr) as usize).min(bytes.len() - i);
+            if !is_zero(&bytes[i..i + n]) {
+                keep.push((down(addr, PAGE), page_end));
+            }
+            i += n;
+        }
+    }
+    for &(lo, hi) in protected {
+        if lo < fe && hi > s && lo < hi {
+            keep.push((down(lo, PAGE), hi.div_ceil(PAGE) * PAGE));
+        }
+    }
+    keep.sort_unstable();
+    let mut extents = Vec::new();
+    let (mut cur0, mut cur1) = (s, s);
+    for (k0, k1) in keep {
+        let (k0, k1) = (k0.max(s), k1.min(fe));
+        if k1 <= cur1 {
+            continue;
+        }
+        // k0 is page-aligned (or `s`, and then there is no gap): the next PT_LOAD may start
+        // there and still keep p_offset ≡ p_vaddr (mod 4096) with its bytes at the top.
+        if k0 >= cur1 + MIN_ZERO_RUN {
+            extents.push((cur0, cur1));
+            cur0 = k0;
+        }
+        cur1 = k1;
+    }
+    extents.push((cur0, cur1));
+    extents
 }
 
 /// One PT_LOAD: `[start, end)` of region `region`, inside one carveout.
 #[derive(Debug, Clone, Copy)]
 struct Piece {
     region: usize,
+    /// Index into the region's `extents` of the extent holding (or last before) `start`.
+    extent: usize,
     start: u32,
     end: u64,
 }
@@ -436,13 +572,13 @@ fn plan<'a>(image: &'a Image, opts: &Options) -> Result<Plan<'a>> {
     // ends: iterate to a fixpoint (both grow monotonically, so this converges quickly).
     let mut n = 1usize;
     let (tail, cos) = loop {
-        let tail = tail_layout(last_end, n, opts)?;
+        let tail = tail_layout(regions[last].start, last_end, n, opts)?;
         let ranges: Vec<(u32, u64)> = regions
             .iter()
             .enumerate()
             .map(|(i, r)| (r.start, if i == last { tail.mem_end } else { r.mem_end }))
             .collect();
-        let cos = carveouts(&ranges, opts.profile)?;
+        let cos = carveouts(&ranges, opts.profile, opts.carveout_max()?)?;
         if cos.len() == n {
             break (tail, cos);
         }
@@ -474,16 +610,13 @@ fn plan<'a>(image: &'a Image, opts: &Options) -> Result<Plan<'a>> {
         ));
     }
 
-    // Extend the last region: its .bss and the gaps become explicit zeros up to the table.
+    // Extend the last region's file part up to the table; its .bss and gaps are zeros that
+    // `stored_extents` leaves out of the file where they span whole pages.
     let entry = tail.trampoline.unwrap_or(image.entry);
     {
         let r = &mut regions[last];
         let start = u64::from(r.start);
-        let file_len = tail.file_end - start;
-        if file_len > MAX_FILE {
-            return Err(too_big(file_len));
-        }
-        r.file_len = file_len;
+        r.file_len = tail.file_end - start;
         let mut put = |addr: u32, bytes: &[u8]| {
             r.parts
                 .push((u64::from(addr) - start, Cow::Owned(bytes.to_vec())));
@@ -502,20 +635,55 @@ fn plan<'a>(image: &'a Image, opts: &Options) -> Result<Plan<'a>> {
         r.mem_end = tail.mem_end;
     }
 
-    let pieces = cos
+    // Sections with file contents, the converter's own included.
+    let mut protected: Vec<(u64, u64)> = image
+        .sections
         .iter()
-        .map(|(ri, c)| {
-            let r = &regions[*ri];
-            let lo = u64::from(c.da).max(u64::from(r.start));
-            let hi = (u64::from(c.da) + u64::from(c.len)).min(r.mem_end);
-            Piece {
-                region: *ri,
-                start: lo as u32,
-                end: hi,
-            }
-        })
-        .filter(|p| p.end > u64::from(p.start))
+        .filter(|s| s.sh_type != SHT_NOBITS && s.size > 0)
+        .map(|s| (u64::from(s.addr), u64::from(s.addr) + u64::from(s.size)))
         .collect();
+    if let Some(t) = tail.trampoline {
+        protected.push((u64::from(t), u64::from(t) + trampoline::SIZE as u64));
+    }
+    protected.push((
+        u64::from(tail.boot_args),
+        u64::from(tail.boot_args) + BOOT_ARGS_SIZE,
+    ));
+    protected.push((
+        u64::from(tail.table),
+        u64::from(tail.table) + u64::from(tail.table_size),
+    ));
+    for r in &mut regions {
+        r.extents = stored_extents(r, &protected);
+    }
+
+    // One PT_LOAD per (region ∩ carveout), split again where a stored extent starts.
+    let mut pieces = Vec::new();
+    for (ri, c) in &cos {
+        let r = &regions[*ri];
+        let lo = u64::from(c.da).max(u64::from(r.start));
+        let hi = (u64::from(c.da) + u64::from(c.len)).min(r.mem_end);
+        if hi <= lo {
+            continue;
+        }
+        let mut at = lo;
+        // The extent holding (or last before) `at`; extents[0] starts at r.start <= lo.
+        let mut k = r.extents.partition_point(|e| e.0 <= at) - 1;
+        loop {
+            let next = r.extents.get(k + 1).map_or(hi, |e| e.0.min(hi));
+            pieces.push(Piece {
+                region: *ri,
+                extent: k,
+                start: at as u32,
+                end: next,
+            });
+            if next >= hi {
+                break;
+            }
+            at = next;
+            k += 1;
+        }
+    }
     Ok(Plan {
         regions,
         tail,
@@ -767,10 +935,24 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     let mut w = Writer::new(endian);
     w.reserve(EHDR32_SIZE as u64, 1)?;
     let phoff = w.reserve((nph * PHDR32_SIZE) as u64, 4)?;
-    let mut region_off = Vec::with_capacity(plan.regions.len());
+    // File offset of every stored extent, region by region.
+    let mut extent_off: Vec<Vec<u64>> = Vec::with_capacity(plan.regions.len());
     for r in &plan.regions {
-        region_off.push(w.reserve_congruent(r.file_len, r.start, PAGE)?);
+        let mut offs = Vec::with_capacity(r.extents.len());
+        for &(lo, hi) in &r.extents {
+            offs.push(w.reserve_congruent(hi - lo, lo as u32, PAGE)?);
+        }
+        extent_off.push(offs);
     }
+    // File offset of `addr` in region `ri`: in the extent holding it, or, past an extent's
+    // end (only NOBITS and zero-length sections get there), that extent's end.
+    let file_off = |ri: usize, addr: u32| -> u64 {
+        let r = &plan.regions[ri];
+        let a = u64::from(addr);
+        let k = r.extents.partition_point(|e| e.0 <= a).max(1) - 1;
+        let (lo, hi) = r.extents[k];
+        extent_off[ri][k] + (a.max(lo) - lo).min(hi - lo)
+    };
     let note_off = w.reserve(note_bytes.len() as u64, 4)?;
     let symtab_off = w.reserve((syms.len() * SYM32_SIZE) as u64, 4)?;
     let strtab_off = w.reserve(strtab.bytes().len() as u64, 1)?;
@@ -787,16 +969,17 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     let mut need = w.reserved();
     for p in &plan.pieces {
         let r = &plan.regions[p.region];
-        let rel = u64::from(p.start) - u64::from(r.start);
-        let fend = r.file_end();
-        let filesz = fend
+        let (lo, hi) = r.extents[p.extent];
+        let rel = u64::from(p.start) - lo;
+        let filesz = hi
             .saturating_sub(u64::from(p.start))
             .min(p.end - u64::from(p.start));
-        let natural = region_off[p.region] + rel;
+        let off0 = extent_off[p.region][p.extent];
+        let natural = off0 + rel;
         let p_offset = if filesz > 0 {
             natural
         } else {
-            let limit = region_off[p.region] + r.file_len;
+            let limit = off0 + (hi - lo);
             let over = natural.saturating_sub(limit);
             natural
                 .checked_sub(over.div_ceil(PAGE) * PAGE)
@@ -835,7 +1018,7 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     let mut next_fixed = fixed_offsets.iter();
     for (k, s) in secs.iter().enumerate() {
         let off = match s.in_region {
-            Some(ri) => region_off[ri] + (u64::from(s.addr) - u64::from(plan.regions[ri].start)),
+            Some(ri) => file_off(ri, s.addr),
             None => *next_fixed.next().unwrap_or(&0),
         };
         shdrs.push(Shdr {
@@ -875,9 +1058,22 @@ pub fn build(image: &Image, opts: &Options) -> Result<Vec<u8>> {
     };
     w.write_ehdr(&ehdr)?;
     w.write_phdrs(phoff, &phdrs)?;
-    for (r, &off) in plan.regions.iter().zip(&region_off) {
+    // Each part's bytes that fall into stored extents (the rest are zero runs).
+    for (r, offs) in plan.regions.iter().zip(&extent_off) {
+        let start = u64::from(r.start);
         for (o, bytes) in &r.parts {
-            w.write_at(off + o, bytes)?;
+            let (a, b) = (start + o, start + o + bytes.len() as u64);
+            // Only the extents that meet [a, b): from the last one starting at or before a.
+            let first = r.extents.partition_point(|e| e.0 <= a).max(1) - 1;
+            for (&(lo, hi), &off) in r.extents[first..].iter().zip(&offs[first..]) {
+                if lo >= b {
+                    break;
+                }
+                let (x, y) = (a.max(lo), b.min(hi));
+                if x < y {
+                    w.write_at(off + (x - lo), &bytes[(x - a) as usize..(y - a) as usize])?;
+                }
+            }
         }
     }
     w.write_at(note_off, &note_bytes)?;
@@ -918,6 +1114,7 @@ mod tests {
             trace: None,
             trampoline: true,
             provenance: prov(),
+            cma_align: 8,
         }
     }
 
@@ -1084,6 +1281,16 @@ mod tests {
 
     /// The structural checklist of spec §6.2, checked with goblin (an independent reader).
     fn check_structure(bytes: &[u8], endian: Endian, profile: Profile) -> ResourceTable {
+        check_structure_max(bytes, endian, profile, 0x10_0000)
+    }
+
+    /// [`check_structure`] with mips-rproc carveouts of at most `max` bytes.
+    fn check_structure_max(
+        bytes: &[u8],
+        endian: Endian,
+        profile: Profile,
+        max: u32,
+    ) -> ResourceTable {
         let elf = Elf::parse(bytes).expect("goblin parses the firmware");
         assert!(!elf.is_64);
         assert_eq!(elf.little_endian, endian == Endian::Little);
@@ -1137,12 +1344,8 @@ mod tests {
             if profile == Profile::MipsRproc {
                 assert_eq!(c.da % 0x2000, 0);
                 assert_eq!(c.len % 0x2000, 0);
-                assert!(c.len <= 0x10_0000);
-                assert_eq!(
-                    c.da / 0x10_0000,
-                    (c.da + c.len - 1) / 0x10_0000,
-                    "crosses 1 MiB"
-                );
+                assert!(c.len <= max);
+                assert_eq!(c.da / max, (c.da + c.len - 1) / max, "crosses {max:#x}");
                 assert_eq!(c.da % c.len.next_power_of_two(), 0);
                 assert!(u64::from(c.da) + u64::from(c.len) <= 0x8000_0000);
                 assert_eq!(c.pa, c.da);
@@ -1478,5 +1681,207 @@ mod tests {
                 assert_eq!(da / 0x10_0000, (da + len - 1) / 0x10_0000);
             }
         }
+    }
+
+    /// Build, then run every kernel era's `check` with the mips-rproc profile, `verify`, and
+    /// the structural checklist; returns the bytes.
+    fn build_checked(img: &Image, o: &Options) -> Vec<u8> {
+        use crate::rproc::{check, verify};
+        let bytes = build(img, o).unwrap();
+        check_structure_max(&bytes, img.endian, o.profile, 0x1000 << o.cma_align);
+        for kernel in [
+            check::KernelEra::Newest,
+            check::KernelEra::Pre57,
+            check::KernelEra::Old4x,
+        ] {
+            let copts = check::Options {
+                host: Some(img.endian),
+                profile: Some(o.profile),
+                kernel,
+                cma_align: Some(o.cma_align),
+            };
+            let loaded = check::check(&bytes, &copts).unwrap_or_else(|e| panic!("{kernel:?}: {e}"));
+            let r = verify::verify(img, &loaded);
+            assert!(r.equivalent && r.entry_ok, "{kernel:?}: {r:?}");
+        }
+        bytes
+    }
+
+    /// One segment: 0x160 bytes of data, then `bss` bytes of .bss.
+    fn bss_image(bss: u32) -> Image {
+        let mut img = image(0x1000_0000, Endian::Big);
+        img.segments.truncate(1);
+        img.sections.truncate(4);
+        img.segments[0].mem_size = 0x160 + bss;
+        img.sections[3].size = bss;
+        img
+    }
+
+    #[test]
+    fn trailing_bss_is_not_stored() {
+        let img = bss_image(255 << 20);
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        // Headers and the table of 256 carveouts, not 255 MiB of zeros.
+        assert!(bytes.len() < 0x10000, "{:#x} bytes", bytes.len());
+        let elf = Elf::parse(&bytes).unwrap();
+        let ls = loads(&elf);
+        // The first PT_LOAD stores the data's page and zero-fills the rest of its 1 MiB.
+        assert_eq!((ls[0].p_vaddr, ls[0].p_filesz), (0x1000_0000, 0x1000));
+        // The tail's PT_LOAD starts on a page boundary and is the only other one with bytes.
+        let tr = section(&elf, ".vpe.trampoline");
+        let tail = ls
+            .iter()
+            .find(|p| p.p_filesz > 0 && p.p_vaddr > 0x1000_0000)
+            .unwrap();
+        assert_eq!(tail.p_vaddr, tr.sh_addr & !0xfff);
+        assert_eq!(ls.iter().filter(|p| p.p_filesz > 0).count(), 2);
+        // The tail stays where it was (right after the .bss).
+        assert_eq!(tr.sh_addr, 0x1000_0000 + 0x160 + (255 << 20));
+        // No two PT_LOADs share a page.
+        for w in ls.windows(2) {
+            assert!(w[0].p_vaddr + w[0].p_memsz <= w[1].p_vaddr & !0xfff);
+        }
+    }
+
+    #[test]
+    fn bss_shorter_than_the_minimum_run_is_stored_as_before() {
+        let img = bss_image(MIN_ZERO_RUN as u32);
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        let elf = Elf::parse(&bytes).unwrap();
+        // data page + 15 whole zero pages + the tail's page: below the minimum, one PT_LOAD.
+        assert_eq!(loads(&elf).len(), 1);
+        assert!(bytes.len() > MIN_ZERO_RUN as usize);
+        let img = bss_image(MIN_ZERO_RUN as u32 + 0x1000);
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        let elf = Elf::parse(&bytes).unwrap();
+        assert_eq!(loads(&elf).len(), 2);
+        assert!(bytes.len() < 0x4000, "{:#x}", bytes.len());
+    }
+
+    #[test]
+    fn mid_image_zero_pages_are_split_out_unless_a_section_holds_them() {
+        // .data (0x40 bytes of 0x22 at +0x120), then 1 MiB of file zeros that a NOBITS .bss
+        // covers, then .sdata (PROGBITS) with bytes: the legacy model's data holds the .bss.
+        let base = 0x1000_0000u32;
+        let mut img = image(base, Endian::Little);
+        img.segments.truncate(1);
+        img.sections.truncate(4);
+        let sdata_at = 0x160 + 0x10_0000;
+        img.segments[0].data.resize(sdata_at as usize, 0);
+        img.segments[0].data.extend_from_slice(&[0x44; 0x20]);
+        img.segments[0].mem_size = sdata_at + 0x20;
+        img.sections[3].size = 0x10_0000;
+        img.sections.push(sec(
+            5,
+            ".sdata",
+            SHT_PROGBITS,
+            SHF_ALLOC | SHF_WRITE,
+            base + sdata_at,
+            0x20,
+        ));
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        assert!(bytes.len() < 0x8000, "{:#x}", bytes.len());
+        let elf = Elf::parse(&bytes).unwrap();
+        let sd = section(&elf, ".sdata");
+        assert_eq!(
+            &bytes[sd.sh_offset as usize..][..0x20],
+            &[0x44; 0x20],
+            "section offsets follow the split"
+        );
+        // The same zeros inside a PROGBITS section are kept: a section is one file range.
+        img.sections[3].sh_type = SHT_PROGBITS;
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        assert!(bytes.len() > 0x10_0000, "{:#x}", bytes.len());
+    }
+
+    #[test]
+    fn zero_gap_between_segments_of_one_region_and_fixed_profile() {
+        // ET_EXEC-like: two segments whose pages touch through a 2 MiB .bss of the first.
+        let base = 0x8010_0000u32;
+        let mut img = image(base, Endian::Big);
+        img.segments[0].mem_size = 0x20_0000;
+        img.sections[3].size = 0x20_0000 - 0x160;
+        img.segments[1].addr = base + 0x20_0000;
+        img.sections[4].addr = base + 0x20_0000;
+        let bytes = build_checked(&img, &opts(Profile::Fixed));
+        assert!(bytes.len() < 0x8000, "{:#x}", bytes.len());
+        let elf = Elf::parse(&bytes).unwrap();
+        let far = section(&elf, ".far");
+        assert_eq!(&bytes[far.sh_offset as usize..][..0x10], &[0x33; 0x10]);
+        // One carveout (fixed), three PT_LOADs: data, the .far page (starting a new extent),
+        // and nothing else; the tail follows .far in the second one.
+        assert_eq!(carveouts_of(&table_of(&bytes, &elf, Endian::Big)).len(), 1);
+        assert_eq!(loads(&elf).len(), 2);
+    }
+
+    /// A pathological image: `n` pages of data, each followed by exactly one minimum run of
+    /// zeros, in one segment (what alternating PROGBITS/NOBITS sections give).
+    #[test]
+    fn alternating_data_and_zero_runs_bound_the_pt_load_count() {
+        let base = 0x1000_0000u32;
+        let n = 240u32; // 240 * 68 KiB ~ 16 MiB, the default loaded-memory limit
+        let stride = 0x1000 + MIN_ZERO_RUN as u32;
+        let mut img = image(base, Endian::Big);
+        img.segments.truncate(1);
+        img.sections.truncate(1);
+        let mut data = vec![0u8; (stride * (n - 1) + 0x1000) as usize];
+        for k in 0..n {
+            data[(k * stride) as usize..][..0x1000].fill(0x5a);
+        }
+        img.segments[0].mem_size = data.len() as u32;
+        img.segments[0].data = data;
+        img.sections[0].size = 0x1000;
+        img.entry = base;
+        img.symbols.clear();
+        let bytes = build_checked(&img, &opts(Profile::MipsRproc));
+        let elf = Elf::parse(&bytes).unwrap();
+        let cos = carveouts_of(&table_of(&bytes, &elf, Endian::Big)).len();
+        // One PT_LOAD per run plus at most one per carveout boundary.
+        assert!(
+            loads(&elf).len() <= n as usize + cos,
+            "{}",
+            loads(&elf).len()
+        );
+        assert!(loads(&elf).len() >= n as usize);
+        assert!(
+            bytes.len() < (n as usize + 2) * 0x1000 + 0x4000,
+            "{:#x}",
+            bytes.len()
+        );
+        eprintln!(
+            "alternating: {n} runs, {cos} carveouts, {} PT_LOADs, {:#x} bytes",
+            loads(&elf).len(),
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn cma_align_bounds_the_carveouts() {
+        // 3 MiB of .bss: 1 MiB carveouts by default, 64 KiB ones under CONFIG_CMA_ALIGNMENT=4,
+        // one 4 MiB one under 10; each passes check with the same setting.
+        for (order, max) in [(8u8, 0x10_0000u32), (4, 0x1_0000), (10, 0x40_0000)] {
+            let img = bss_image(3 << 20);
+            let mut o = opts(Profile::MipsRproc);
+            o.cma_align = order;
+            o.trace = Some(0x1000);
+            let bytes = build_checked(&img, &o);
+            let elf = Elf::parse(&bytes).unwrap();
+            let cos = carveouts_of(&table_of(&bytes, &elf, Endian::Big));
+            assert!(cos.iter().all(|c| c.len <= max), "{order}: {cos:?}");
+            // Under 10 the whole 3 MiB and its tail fit in one (naturally aligned) carveout.
+            let want = if order == 10 {
+                1
+            } else {
+                (3 << 20) / max as usize + 1
+            };
+            assert_eq!(cos.len(), want, "{order}: {cos:?}");
+        }
+        let mut o = opts(Profile::MipsRproc);
+        o.cma_align = 1;
+        let err = build(&bss_image(0), &o).unwrap_err().to_string();
+        assert!(
+            err.contains("outside CONFIG_CMA_ALIGNMENT's range 2..=12"),
+            "{err}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod firmware;
+pub mod mips_tlb;
 pub mod note;
 pub mod table;
 pub mod trampoline;

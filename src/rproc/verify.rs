@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::check::Loaded;
 use super::trampoline;
-use crate::image::{Image, Segment};
+use crate::image::{Image, InputKind, Segment};
 
 /// The first (lowest) address where the two images differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,6 +52,10 @@ pub struct Report {
     /// Bytes the firmware loads that the legacy loader did not write (trampoline, table,
     /// gaps, trace buffer, headroom).
     pub extra_bytes: u64,
+    /// The legacy image is an ET_EXEC at KUSEG addresses: `vpe.c` would have copied it into
+    /// the closing process's memory, so the equivalence is to the image, not to a legacy run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub to_image_only: bool,
 }
 
 /// Bytes of `seg` in `[from, to)` (inside the segment): the file-backed slice, then how many
@@ -178,7 +182,10 @@ pub fn verify(legacy: &Image, loaded: &Loaded) -> Report {
     let extra_bytes = total_fw - overlap(&ranges(fw), &ranges(legacy));
 
     let (entry, entry_ok) = entry_path(legacy, fw);
+    let to_image_only =
+        legacy.kind == InputKind::Exec && legacy.segments.iter().any(|s| s.addr < 0x8000_0000);
     Report {
+        to_image_only,
         equivalent: first.is_none(),
         first_difference: first,
         entry,
@@ -200,10 +207,9 @@ fn entry_path(legacy: &Image, fw: &Image) -> (EntryPath, bool) {
     match code.and_then(|c| trampoline::decode(&c, fw.endian)) {
         Some(t) => {
             let args = (u64::from(t.boot_args), u64::from(t.boot_args) + 16);
-            let loaded = fw
-                .segments
-                .iter()
-                .any(|s| u64::from(s.addr) <= args.0 && args.1 <= s.end());
+            // Contiguous carveouts are mapped contiguously (the MIPS driver maps each at its
+            // da), so the store may span two adjacent segments.
+            let loaded = overlap(&[args], &ranges(fw)) == args.1 - args.0;
             let clobbers = overlap(&[args], &ranges(legacy)) > 0;
             let ok = t.target == legacy.entry && loaded && !clobbers;
             (
@@ -427,6 +433,37 @@ mod tests {
     }
 
     #[test]
+    fn an_exec_at_kuseg_is_equivalent_to_the_image_only() {
+        let e = Endian::Big;
+        let fwimg = image(
+            InputKind::Firmware,
+            e,
+            BASE,
+            vec![seg(BASE, fw::code(0x100), 0x100)],
+        );
+        let exec = image(
+            InputKind::Exec,
+            e,
+            BASE,
+            vec![seg(BASE, fw::code(0x100), 0x100)],
+        );
+        let r = verify(&exec, &loaded(fwimg.clone()));
+        assert!(r.equivalent && r.to_image_only);
+        assert!(serde_json::to_string(&r)
+            .unwrap()
+            .contains("\"to_image_only\":true"));
+        let rel = image(
+            InputKind::Rel,
+            e,
+            BASE,
+            vec![seg(BASE, fw::code(0x100), 0x100)],
+        );
+        let r = verify(&rel, &loaded(fwimg));
+        assert!(r.equivalent && !r.to_image_only);
+        assert!(!serde_json::to_string(&r).unwrap().contains("to_image_only"));
+    }
+
+    #[test]
     fn entry_paths() {
         for e in [Endian::Little, Endian::Big] {
             let start = BASE + 0x40;
@@ -474,6 +511,21 @@ mod tests {
             // boot_args on top of the legacy program, or outside loaded memory.
             assert!(!verify(&leg, &with_tramp(tramp(start, BASE + 0x80))).entry_ok);
             assert!(!verify(&leg, &with_tramp(tramp(start, BASE + 0x1f8))).entry_ok);
+            // boot_args across two adjacent segments (two carveouts, mapped contiguously):
+            // fine; with a hole between them: not loaded.
+            let split = |gap: u32| {
+                let mut d = data.clone();
+                let t = tramp(start, BASE + 0x1f8);
+                d[0x100..0x100 + t.len()].copy_from_slice(&t);
+                loaded(image(
+                    InputKind::Firmware,
+                    e,
+                    BASE + 0x100,
+                    vec![seg(BASE, d, 0x200), seg(BASE + 0x200 + gap, vec![], 0x100)],
+                ))
+            };
+            assert!(verify(&leg, &split(0)).entry_ok);
+            assert!(!verify(&leg, &split(4)).entry_ok);
             // No trampoline at e_entry and e_entry != __start.
             let direct = loaded(image(
                 InputKind::Firmware,
