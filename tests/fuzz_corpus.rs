@@ -67,7 +67,7 @@ fn legacy_load(what: &str, data: &[u8]) {
 }
 
 fn rproc_check(what: &str, data: &[u8]) {
-    for kernel in [KernelEra::Newest, KernelEra::Pre57, KernelEra::Old4x] {
+    for kernel in KernelEra::ALL {
         for profile in [None, Some(Profile::MipsRproc), Some(Profile::Fixed)] {
             for host in [None, Some(Endian::Big), Some(Endian::Little)] {
                 let opts = check::Options {

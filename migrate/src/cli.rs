@@ -373,11 +373,21 @@ impl From<ProfileArg> for Profile {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Kernel {
-    /// Current mainline rules (v5.7+).
+    /// Current mainline rules (v6.2+).
     Newest,
-    /// v4.10–v5.6 (ELF32-only sanity check order).
+    /// v6.1 (a bad vring no longer fails the boot).
+    #[value(name = "v6.1")]
+    V61,
+    /// v5.19 - v6.0 (empty PT_LOADs skipped).
+    #[value(name = "v5.19")]
+    V519,
+    /// v5.7 - v5.18 (ELF64-aware sanity check; empty PT_LOADs refused).
+    #[value(name = "v5.7")]
+    V57,
+    /// v4.20 - v5.6 (ELF32-only sanity check order).
     Pre57,
-    /// 4.x messages (`Failed to find resource table`, empty PT_LOAD rejected).
+    /// v4.10 - v4.19 (`Failed to find resource table`, carveouts and traces handled while the
+    /// table is parsed, empty PT_LOAD rejected).
     Old4x,
 }
 
@@ -385,6 +395,9 @@ impl From<Kernel> for KernelEra {
     fn from(k: Kernel) -> Self {
         match k {
             Kernel::Newest => KernelEra::Newest,
+            Kernel::V61 => KernelEra::V61,
+            Kernel::V519 => KernelEra::V519,
+            Kernel::V57 => KernelEra::V57,
             Kernel::Pre57 => KernelEra::Pre57,
             Kernel::Old4x => KernelEra::Old4x,
         }
