@@ -264,7 +264,11 @@ fn kernel_eras_on_the_command_line() {
     ] {
         let line = help
             .lines()
-            .find(|l| l.trim_start().trim_start_matches("- ").starts_with(&format!("{name}:")))
+            .find(|l| {
+                l.trim_start()
+                    .trim_start_matches("- ")
+                    .starts_with(&format!("{name}:"))
+            })
             .unwrap_or_else(|| panic!("no {name} in {help}"));
         assert!(line.contains(range), "{name}: {line}");
     }
@@ -272,7 +276,11 @@ fn kernel_eras_on_the_command_line() {
         let fw = Fw::new(tag);
         for era in ["newest", "v6.1", "v5.19", "v5.7", "pre57", "old4x"] {
             let o = check(&fw.bytes, &["--kernel", era, "--profile", "mips-rproc"]);
-            assert!(o.status.success(), "{era}: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "{era}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
         // EI_CLASS 0x80: a signed char until v6.2.
         let b = fw.with(|b, _, _| b[4] = 0x80);

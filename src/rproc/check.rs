@@ -888,7 +888,11 @@ fn handle_resources(
                             vr.num as i32, vr.align as i32
                         );
                         if era.vring_fatal() {
-                            return Err(kernel(msg, EINVAL, format!("{at}, vring {k}; {AFTER_RSC}")));
+                            return Err(kernel(
+                                msg,
+                                EINVAL,
+                                format!("{at}, vring {k}; {AFTER_RSC}"),
+                            ));
                         }
                         // v6.1+: rproc_parse_vring runs in the rproc-virtio platform device's
                         // probe ("remoteproc: virtio: Create platform device for the
@@ -2536,7 +2540,12 @@ pub(crate) mod tests {
             // and the boot goes on.
             let qsz = with(e, &[cv.clone(), vdev(e, &[(0x1000, 0), (0x1000, 4)], 0, 0)]);
             let qsz = qsz.build().bytes;
-            for era in [KernelEra::V519, KernelEra::V57, KernelEra::Pre57, KernelEra::Old4x] {
+            for era in [
+                KernelEra::V519,
+                KernelEra::V57,
+                KernelEra::Pre57,
+                KernelEra::Old4x,
+            ] {
                 kerr(run(&qsz, era), "invalid qsz (0) or alignment (4096)", 22);
             }
             for era in [KernelEra::Newest, KernelEra::V61] {
@@ -2604,12 +2613,18 @@ pub(crate) mod tests {
             let tr = trace(e, BASE + 0x8000, 0x1000, "trace");
             // Trace first: its carveout is not allocated yet in 4.x.
             let b = with(e, &[tr.clone(), cv.clone()]).build().bytes;
-            let d = kerr(run(&b, KernelEra::Old4x), "erroneous trace resource entry", 22);
+            let d = kerr(
+                run(&b, KernelEra::Old4x),
+                "erroneous trace resource entry",
+                22,
+            );
             assert!(d.contains("Failed to process resources: -22"), "{d}");
             for era in [KernelEra::Newest, KernelEra::Pre57] {
                 let l = run(&b, era).unwrap();
                 assert!(
-                    l.warnings.iter().any(|w| w.contains("follows other entries")),
+                    l.warnings
+                        .iter()
+                        .any(|w| w.contains("follows other entries")),
                     "{:?}",
                     l.warnings
                 );
@@ -2622,7 +2637,11 @@ pub(crate) mod tests {
             // Outside every carveout: refused while parsing in 4.x, when trace0 is read later.
             let out = trace(e, 0x3000_0000, 0x1000, "trace");
             let b = with(e, &[cv, out]).build().bytes;
-            kerr(run(&b, KernelEra::Old4x), "erroneous trace resource entry", 22);
+            kerr(
+                run(&b, KernelEra::Old4x),
+                "erroneous trace resource entry",
+                22,
+            );
             ferr(run(&b, KernelEra::Newest), "reading it fails");
         }
     }
