@@ -189,6 +189,7 @@ pub fn load_legacy(bytes: &[u8], base: u32, semantics: RelocSemantics) -> Result
 pub fn voice_options(opts: &Options) -> Option<VoiceOptions> {
     opts.voice.or_else(|| {
         opts.lantiq.map(|l| VoiceOptions {
+            crc: Default::default(),
             load_addr: l.vpe1_load_addr,
             vpe1_mem: Some(l.vpe1_mem),
             platform: None,

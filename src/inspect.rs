@@ -559,14 +559,27 @@ fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_s
             "no".to_string()
         }
     );
-    let _ = writeln!(out, "  CRC range [{:#x}, {:#x})", v.crc_start, v.crc_end);
+    let _ = writeln!(
+        out,
+        "  CRC coverage [0x0, 0x8) + [{:#x}, {:#x}) (ifx_mps_fw_crc32: reset vector, then the range)",
+        v.crc_start, v.crc_end
+    );
     let crc = match &v.crc {
-        CrcCheck::Match { value } => format!(
-            "CRC-32 {value:#010x}: matches the footer (assuming CRC-32/IEEE; the driver's algorithm is unconfirmed)"
+        CrcCheck::Match { variant, value } => format!(
+            "{value:#010x} matches the footer as {} (one of {} readings of ifx_mps_calc_crc32, whose body is not public)",
+            variant.name(),
+            lantiq::CrcVariant::ALL.len()
         ),
-        CrcCheck::Mismatch { stored, computed } => format!(
-            "CRC-32 {computed:#010x}: MISMATCH, the footer says {stored:#010x} (assuming CRC-32/IEEE; the driver's algorithm is unconfirmed)"
-        ),
+        CrcCheck::Mismatch { stored, computed } => {
+            let all: Vec<String> = computed
+                .iter()
+                .map(|c| format!("{} {:#010x}", c.variant.name(), c.value))
+                .collect();
+            format!(
+                "MISMATCH: the footer says {stored:#010x}, no reading matches ({})",
+                all.join(", ")
+            )
+        }
         CrcCheck::NotComputed { reason } => format!("not computed: {reason}"),
     };
     let _ = writeln!(out, "  checksum: {crc}");

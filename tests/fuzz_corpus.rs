@@ -147,6 +147,7 @@ fn lantiq_all(what: &str, data: &[u8]) {
                 (0xfff0_0000, Some(u32::MAX), Some(Platform::Danube)),
             ] {
                 let opts = VoiceOptions {
+                    crc: Default::default(),
                     load_addr,
                     vpe1_mem,
                     platform,

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vpe::convert;
 use vpe::elf::Endian;
 use vpe::image::RelocSemantics;
-use vpe::lantiq::{LantiqLoader, Platform, VoiceOptions};
+use vpe::lantiq::{LantiqLoader, Platform, VoiceCrcPolicy, VoiceOptions};
 use vpe::rproc::check::KernelEra;
 use vpe::rproc::firmware::Profile;
 
@@ -189,6 +189,16 @@ pub struct ConversionFlags {
     /// Treat a non-ELF input as an old-format Lantiq voice image (footer without magic).
     #[arg(long)]
     pub lantiq_voice: bool,
+    /// Voice images: a CRC mismatch refuses the image (`fatal`, the upstream AR9/xRX100
+    /// drivers) or only warns (`warn`, OpenWrt's patched driver).
+    #[arg(long, value_enum, default_value_t = VoiceCrcArg::Fatal)]
+    pub voice_crc: VoiceCrcArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum VoiceCrcArg {
+    Fatal,
+    Warn,
 }
 
 impl ConversionFlags {
@@ -214,6 +224,10 @@ impl ConversionFlags {
             ));
         }
         let voice = self.vpe1_load_addr.map(|a| VoiceOptions {
+            crc: match self.voice_crc {
+                VoiceCrcArg::Fatal => VoiceCrcPolicy::Fatal,
+                VoiceCrcArg::Warn => VoiceCrcPolicy::Warn,
+            },
             load_addr: a.0,
             vpe1_mem: self.vpe1_mem,
             platform: self.platform.map(Into::into),

@@ -251,6 +251,8 @@ fn legacy_for_verify(
             .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
             .unwrap_or(0);
         let opts = vpe::lantiq::VoiceOptions {
+            // verify compares bytes; the CRC was judged at conversion.
+            crc: vpe::lantiq::VoiceCrcPolicy::Warn,
             load_addr,
             // The memory limit was checked at conversion; here only the bytes matter.
             vpe1_mem: Some(u32::MAX),
