@@ -72,3 +72,56 @@ fn voice_crc_mismatch_is_fatal_unless_warn() {
     );
     assert!(out.exists());
 }
+
+/// Item 3: code that takes KSEG1ADDR()/CPHYSADDR() of its own data is converted (the bytes
+/// are what vpe.c wrote), but each site is named in a warning and the batch report lists the
+/// hazard among the decisions.
+#[test]
+fn kuseg_rebase_hazards_are_named_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fw = tmp.path().join("fw");
+    let o = bin()
+        .arg(common::fixture("kseg.be.o"))
+        .arg(&fw)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let hazards: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning: KUSEG re-base hazard: .text.startup+0x"))
+        .collect();
+    assert_eq!(hazards.len(), 3, "{err}");
+    assert!(hazards[0].contains("`lui $3, 0xa000`") && hazards[0].contains("KSEG1ADDR()"));
+    assert!(hazards[1].contains("`ext $2, $2, 0, 29`") && hazards[1].contains("CPHYSADDR()"));
+    // A program without such code gets none.
+    let o = bin()
+        .arg(common::fixture("hello.be.o"))
+        .arg(tmp.path().join("hello.fw"))
+        .output()
+        .unwrap();
+    assert!(
+        !stderr(&o).contains("KUSEG re-base hazard"),
+        "{}",
+        stderr(&o)
+    );
+
+    let inp = tmp.path().join("in");
+    std::fs::create_dir(&inp).unwrap();
+    std::fs::copy(common::fixture("kseg.le.o"), inp.join("kseg.le.o")).unwrap();
+    let md = tmp.path().join("report.md");
+    let o = bin()
+        .arg("batch")
+        .arg(&inp)
+        .arg(tmp.path().join("out"))
+        .arg("--report")
+        .arg(&md)
+        .output()
+        .unwrap();
+    let report = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        report.contains("KUSEG re-base hazard at 3 site(s)"),
+        "{report}\n{}",
+        stderr(&o)
+    );
+}

@@ -20,9 +20,12 @@
 //! * An HI16 left pending by a previous load and consumed now patched the previous program's
 //!   freed memory; the model does not patch anything for it and warns.
 
+mod hazards;
 mod layout;
 mod reloc;
 mod symbols;
+
+pub use hazards::HAZARD;
 
 use crate::elf::read::{Ehdr, Reader, Shdr};
 use crate::elf::{
@@ -504,6 +507,7 @@ fn load_rel(
         }
     };
 
+    warnings.extend(hazards::scan(inp, &tab, &rels, &lay.offsets, &data, base));
     let (start, shared) = symbols::find_vpe_symbols(&tab, values);
     let mut sym_warnings = Vec::new();
     let entry = crate::lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut sym_warnings)?;
