@@ -145,7 +145,9 @@ pub struct ConversionFlags {
     /// the sites.
     #[arg(long, value_enum, default_value_t = Relocs::Strict)]
     pub relocs: Relocs,
-    /// Value the trampoline puts in $a2 (the legacy loader passed the number of TCs).
+    /// Value the trampoline puts in $a2 (the legacy loader passed the number of TCs). The
+    /// default 1 is a deliberate deviation: vpe.c passed hw_tcs - maxtcs, which depends on
+    /// the board and the kernel command line and cannot be known here; pass the board's value.
     #[arg(long, default_value_t = 1, value_parser = parse_u32)]
     pub ntcs: u32,
     /// Value the trampoline puts in $a3 (legacy physical_memsize; 0 since Linux 6.3).

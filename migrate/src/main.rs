@@ -321,8 +321,18 @@ fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
             convert::report_summary(&conv.report)
         );
     } else {
+        // The Lantiq loader's fallback starts at KSEG1(vpe1_load_addr), not at __start.
+        let fallback = args
+            .options()?
+            .lantiq
+            .map(|l| vpe::lantiq::kseg1(l.vpe1_load_addr));
+        let target = if fallback == Some(conv.legacy.entry) {
+            "KSEG1(vpe1_load_addr)"
+        } else {
+            "__start"
+        };
         println!(
-            "{}: remoteproc firmware, entry {:#010x} -> __start {:#010x}, {} resource entries, {}",
+            "{}: remoteproc firmware, entry {:#010x} -> {target} {:#010x}, {} resource entries, {}",
             args.new.display(),
             conv.loaded.image.entry,
             conv.legacy.entry,

@@ -125,3 +125,114 @@ fn kuseg_rebase_hazards_are_named_and_reported() {
         stderr(&o)
     );
 }
+
+fn inspect_json(path: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let o = bin()
+        .arg("inspect")
+        .arg("--json")
+        .args(extra)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("JSON")
+}
+
+/// Item 18: no `{"Ok": ...}` wrapper, and a symbol's `section` is its ELF section index.
+#[test]
+fn inspect_json_has_no_result_wrapper_and_elf_section_indices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = inspect_json(&common::fixture("hello.be.o"), &[]);
+    let load = &v["load"];
+    assert!(load.get("Ok").is_none(), "{load}");
+    let sections = load["sections"].as_array().unwrap();
+    let syms = load["symbols"].as_array().unwrap();
+    let line = syms.iter().find(|s| s["name"] == "line").unwrap();
+    let idx = line["section"].as_u64().unwrap();
+    let bss = sections.iter().find(|s| s["name"] == ".bss").unwrap();
+    assert_eq!(bss["index"].as_u64(), Some(idx), "{line} vs {bss}");
+    // The index is the ELF one: more than the position of .bss among the placed sections.
+    let pos = sections.iter().position(|s| s["name"] == ".bss").unwrap() as u64;
+    assert_ne!(idx, pos, "a position in the array, not the ELF index");
+
+    let fw = tmp.path().join("fw");
+    let o = bin()
+        .arg(common::fixture("hello.be.o"))
+        .arg(&fw)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v = inspect_json(&fw, &[]);
+    let check = &v["check"];
+    assert!(check.get("Ok").is_none(), "{check}");
+    assert!(check["image"]["symbols"].is_array(), "{check}");
+
+    // A refusal: {"error": "..."}.
+    let mut b = std::fs::read(common::fixture("hello.be.o")).unwrap();
+    b[0x34..].iter_mut().for_each(|x| *x = 0);
+    let bad = tmp.path().join("bad.o");
+    std::fs::write(&bad, &b).unwrap();
+    let v = inspect_json(&bad, &[]);
+    assert!(v["load"]["error"].is_string(), "{v}");
+    assert!(v["load"].get("Err").is_none(), "{v}");
+}
+
+/// Item 18: the text form never says "warnings: none" under a line that is a warning.
+#[test]
+fn inspect_lists_the_warnings_it_prints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b: Vec<u8> = (0..0x100u32).map(|i| i as u8).collect();
+    let f = Footer {
+        crc32: 0,
+        st_addr_crc: 0x24,
+        en_addr_crc: 0x100,
+        fw_vers: 0x0102_0731,
+        enc: 1, // encrypted
+        magic: VOICE_MAGIC,
+        mem: lantiq::mem_word(0x10_0000),
+    };
+    b.extend_from_slice(&f.encode(Endian::Big));
+    let p = tmp.path().join("enc.bin");
+    std::fs::write(&p, &b).unwrap();
+    let o = bin().arg("inspect").arg(&p).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("encrypted: yes"), "{text}");
+    assert!(!text.contains("warnings: none"), "{text}");
+    assert!(text.contains("the payload is encrypted"), "{text}");
+}
+
+/// Item 18: under the Lantiq loader's fallback the summary says where the start really is.
+#[test]
+fn lantiq_summary_line_names_the_fallback_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |input: &str| {
+        let o = bin()
+            .arg(common::fixture(input))
+            .arg(tmp.path().join(format!("{input}.fw")))
+            .args(["--kernel", "lantiq", "--vpe1-load-addr", "0x83e00000"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // no vpe_shared: the fallback (KSEG1 of 0x83e00000).
+    let out = run("no_shared.be.o");
+    assert!(
+        out.contains(" -> KSEG1(vpe1_load_addr) 0xa3e00000, "),
+        "{out}"
+    );
+    // Both symbols: __start.
+    let out = run("hello.be.o");
+    assert!(out.contains(" -> __start 0x83e0"), "{out}");
+}
+
+/// Item 6: the `--ntcs` default is documented where users see it as a deliberate deviation.
+#[test]
+fn ntcs_default_is_documented_as_a_deviation() {
+    let o = bin().args(["convert", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    let at = help.find("--ntcs").expect("--ntcs in help");
+    let text = &help[at..at + 600.min(help.len() - at)];
+    assert!(text.contains("deliberate deviation"), "{text}");
+    assert!(text.contains("hw_tcs - maxtcs"), "{text}");
+}
