@@ -753,23 +753,6 @@ fn render_loaded(out: &mut String, l: &Loaded) {
     render_warnings(out, l.warnings.iter().map(String::as_str));
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn standard_types_are_named() {
-        assert_eq!(p_type_name(0x6474_e551), "GNU_STACK");
-        assert_eq!(p_type_name(0x7000_0003), "MIPS_ABIFLAGS");
-        assert_eq!(p_type_name(6), "PHDR");
-        assert_eq!(p_type_name(0x6abc_0000), "0x6abc0000");
-        assert_eq!(sh_type_name(0x7000_001e), "MIPS_DWARF");
-        assert_eq!(sh_type_name(0x6fff_fff5), "GNU_ATTRIBUTES");
-        assert_eq!(sh_type_name(14), "INIT_ARRAY");
-        assert_eq!(sh_type_name(0x7fff_0000), "0x7fff0000");
-    }
-}
-
 /// One line per resource entry.
 pub fn describe_resource(r: &Resource) -> String {
     match r {
@@ -811,4 +794,21 @@ pub fn describe_resource(r: &Resource) -> String {
 /// The JSON form.
 pub fn render_json(ins: &Inspection) -> String {
     serde_json::to_string_pretty(ins).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_types_are_named() {
+        assert_eq!(p_type_name(0x6474_e551), "GNU_STACK");
+        assert_eq!(p_type_name(0x7000_0003), "MIPS_ABIFLAGS");
+        assert_eq!(p_type_name(6), "PHDR");
+        assert_eq!(p_type_name(0x6abc_0000), "0x6abc0000");
+        assert_eq!(sh_type_name(0x7000_001e), "MIPS_DWARF");
+        assert_eq!(sh_type_name(0x6fff_fff5), "GNU_ATTRIBUTES");
+        assert_eq!(sh_type_name(14), "INIT_ARRAY");
+        assert_eq!(sh_type_name(0x7fff_0000), "0x7fff0000");
+    }
 }
