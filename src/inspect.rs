@@ -13,9 +13,9 @@ use crate::elf::read::{Ehdr, Reader};
 use crate::elf::*;
 use crate::error::{Error, Result};
 use crate::image::{Image, RelocSemantics};
-use crate::lantiq::{self, CrcCheck, Voice, VoiceFormat};
 use crate::rproc::check::{self, Loaded};
 use crate::rproc::table::Resource;
+use crate::voice::{self, CrcCheck, Voice, VoiceFormat};
 
 /// Options for inspecting a legacy input.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +157,7 @@ fn ser_check<S: serde::Serializer>(
 pub fn inspect(bytes: &[u8], opts: &Options) -> Result<Inspection> {
     let format = convert::sniff(bytes);
     if format == Format::Voice || (format == Format::Unknown && opts.lantiq_voice) {
-        let voice = lantiq::parse_voice(bytes, opts.voice_endian, opts.lantiq_voice)?;
+        let voice = voice::parse_voice(bytes, opts.voice_endian, opts.lantiq_voice)?;
         let copied = bytes.get(..voice.copy_len as usize).unwrap_or(bytes);
         return Ok(Inspection::Voice {
             sha256: sha256_hex(bytes),
@@ -597,7 +597,7 @@ fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_s
             "  fw_vers     {:#010x} (platform nibble {}: {})",
             f.fw_vers,
             f.platform_nibble(),
-            v.platform.map_or("unknown", lantiq::Platform::name)
+            v.platform.map_or("unknown", voice::Platform::name)
         );
         let _ = writeln!(
             out,
@@ -613,7 +613,7 @@ fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_s
         "  mem         {:#010x} (check byte {:#04x}, expected {:#04x}: {})",
         f.mem,
         f.mem >> 24,
-        lantiq::mem_check_byte(f.mem),
+        voice::mem_check_byte(f.mem),
         if v.mem_valid {
             format!("requirement {:#x} bytes", v.mem)
         } else {
@@ -632,7 +632,7 @@ fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_s
         if v.encrypted {
             format!(
                 "yes: the on-chip ROM decrypts {:#x} bytes in place before the start",
-                lantiq::decrypt_len(v)
+                voice::decrypt_len(v)
             )
         } else {
             "no".to_string()
@@ -647,7 +647,7 @@ fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_s
         CrcCheck::Match { variant, value } => format!(
             "{value:#010x} matches the footer as {} (one of {} readings of ifx_mps_calc_crc32, whose body is not public)",
             variant.name(),
-            lantiq::CrcVariant::ALL.len()
+            voice::CrcVariant::ALL.len()
         ),
         CrcCheck::Mismatch { stored, computed } => {
             let all: Vec<String> = computed
@@ -683,7 +683,7 @@ fn voice_warnings(v: &Voice) -> Vec<String> {
     if v.encrypted {
         w.push(format!(
             "the payload is encrypted: a platform driver must run the on-chip ROM decrypt routine over {:#x} bytes before starting it (docs/CONVERSION.md §7)",
-            lantiq::decrypt_len(v)
+            voice::decrypt_len(v)
         ));
     }
     w

@@ -13,12 +13,19 @@ pub mod elf;
 pub mod error;
 pub mod image;
 pub mod inspect;
-pub mod lantiq;
 pub mod legacy;
 pub mod memory;
 pub mod remoteproc;
 pub mod rproc;
 pub mod synth;
+pub mod voice;
+
+/// The old path of the Lantiq items, kept so that callers need not change: the loader
+/// variant ([`legacy::lantiq`]) and the voice format ([`voice`]). New code uses those.
+pub mod lantiq {
+    pub use crate::legacy::lantiq::*;
+    pub use crate::voice::*;
+}
 
 pub use error::{Error, Result};
 pub use image::Image;

@@ -21,6 +21,7 @@
 //!   freed memory; the model does not patch anything for it and warns.
 
 mod hazards;
+pub mod lantiq;
 mod layout;
 mod reloc;
 mod symbols;
@@ -67,7 +68,7 @@ pub struct Options {
     /// The Lantiq IFX_VPE_EXT patch (spec §3.3, §3.6): `vpe1_mem` is the write limit and a
     /// missing `__start`/`vpe_shared` starts the program at `KSEG1(vpe1_load_addr)`. The
     /// caller places an ET_REL at `vpe1_load_addr` through `base`.
-    pub lantiq: Option<crate::lantiq::LantiqLoader>,
+    pub lantiq: Option<lantiq::LantiqLoader>,
 }
 
 impl Default for Options {
@@ -510,7 +511,7 @@ fn load_rel(
     warnings.extend(hazards::scan(inp, &tab, &rels, &lay.offsets, &data, base));
     let (start, shared) = symbols::find_vpe_symbols(&tab, values);
     let mut sym_warnings = Vec::new();
-    let entry = crate::lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut sym_warnings)?;
+    let entry = lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut sym_warnings)?;
     if opts.semantics == RelocSemantics::Strict && !out.diffs.is_empty() {
         return Err(Error::SemanticsDiffer { sites: out.diffs });
     }
@@ -683,7 +684,7 @@ fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<
     let tab = symbols::read_symtab(inp, false)?;
     let raw: Vec<u32> = tab.entries.iter().map(|e| e.sym.st_value).collect();
     let (start, shared) = symbols::find_vpe_symbols(&tab, &raw);
-    let start = crate::lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut warnings)?;
+    let start = lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut warnings)?;
     if eh.e_entry != start {
         warnings.push(Warning::new(format!(
             "e_entry {:#010x} is ignored: the legacy loader starts at __start {start:#010x}",
