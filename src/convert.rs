@@ -14,12 +14,13 @@ use crate::elf::{
 };
 use crate::error::{Error, Result};
 use crate::image::{Image, InputKind, RelocSemantics};
-use crate::lantiq::{self, LantiqLoader, Voice, VoiceOptions};
 use crate::legacy;
+use crate::legacy::lantiq::LantiqLoader;
 use crate::rproc::check::{self, Loaded};
 use crate::rproc::firmware::{self, Profile};
 use crate::rproc::note::Provenance;
 use crate::rproc::verify::{self, EntryPath, Report};
+use crate::voice::{self, Voice, VoiceOptions};
 
 /// Default image base for the `mips-rproc` profile: KUSEG, as the MIPS remoteproc example.
 pub const DEFAULT_BASE: u32 = 0x1000_0000;
@@ -43,7 +44,7 @@ pub enum Format {
 /// header claims, and the stage that reads them reports the problem.
 pub fn sniff(bytes: &[u8]) -> Format {
     if bytes.len() < 4 || &bytes[..4] != ELFMAG {
-        if lantiq::is_voice(bytes) {
+        if voice::is_voice(bytes) {
             return Format::Voice;
         }
         return Format::Unknown;
@@ -202,6 +203,7 @@ pub fn load_legacy(bytes: &[u8], base: u32, semantics: RelocSemantics) -> Result
 pub fn voice_options(opts: &Options) -> Option<VoiceOptions> {
     opts.voice.or_else(|| {
         opts.lantiq.map(|l| VoiceOptions {
+            crc: Default::default(),
             load_addr: l.vpe1_load_addr,
             vpe1_mem: Some(l.vpe1_mem),
             platform: None,
@@ -283,7 +285,7 @@ pub fn convert_voice(bytes: &[u8], opts: &Options) -> Result<Conversion> {
             message: "this is a Lantiq voice firmware image (footer magic 0xcc123456): pass --load-addr ADDR (the board's vpe1_load_addr) to convert it".into(),
         });
     };
-    let (voice, legacy) = lantiq::load_voice(bytes, &vo)?;
+    let (voice, legacy) = voice::load_voice(bytes, &vo)?;
     if let Some(host) = opts.host {
         if voice.endian != host {
             return Err(Error::Kernel {
@@ -303,7 +305,7 @@ pub fn convert_voice(bytes: &[u8], opts: &Options) -> Result<Conversion> {
         ..opts.clone()
     };
     let input_sha256 = sha256_hex(bytes);
-    let mut extra = lantiq::note_fields(&voice, vo.load_addr);
+    let mut extra = voice::note_fields(&voice, vo.load_addr);
     if let Some(l) = &opts.lantiq {
         extra.extend(lantiq_note(l));
     }

@@ -26,7 +26,11 @@ pub struct RelocationSite {
     pub r_type: u8,
     /// The kernel's name (`MIPS_26`, ... or `UNKNOWN`).
     pub type_name: String,
+    /// The symbol's name as the kernel printed it (`strtab + st_name`: empty for a section
+    /// symbol).
     pub symbol: String,
+    /// For a section symbol: `[index] name` of its section (our addition to the message).
+    pub symbol_section: Option<String>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -72,8 +76,9 @@ pub enum Error {
     /// A relocation the legacy kernel could not apply. The site is boxed so that `Result`s
     /// stay small on the hot path.
     #[error(
-        "VPE loader: .text+{:#x} relocation type {} for symbol \"{}\" failed: {reason} (relocation #{} in {}, target {} at {:#010x}, r_type {})",
-        site.r_offset, site.type_name, site.symbol, site.index, site.section, site.target, site.location, site.r_type
+        "VPE loader: .text+{:#x} relocation type {} for symbol \"{}\" failed: {reason} (relocation #{} in {}, target {} at {:#010x}, r_type {}{})",
+        site.r_offset, site.type_name, site.symbol, site.index, site.section, site.target, site.location, site.r_type,
+        site.symbol_section.as_ref().map(|s| format!(", symbol: the section symbol of {s}")).unwrap_or_default()
     )]
     Relocation {
         site: Box<RelocationSite>,

@@ -13,9 +13,9 @@ use crate::elf::read::{Ehdr, Reader};
 use crate::elf::*;
 use crate::error::{Error, Result};
 use crate::image::{Image, RelocSemantics};
-use crate::lantiq::{self, CrcCheck, Voice, VoiceFormat};
 use crate::rproc::check::{self, Loaded};
 use crate::rproc::table::Resource;
+use crate::voice::{self, CrcCheck, Voice, VoiceFormat};
 
 /// Options for inspecting a legacy input.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +85,9 @@ pub enum Inspection {
         sha256: String,
         size: usize,
         header: Header,
-        /// What the legacy loader would do, or its error message.
+        /// What the legacy loader would do, or its error message (JSON: the image itself, or
+        /// `{"error": "..."}`; a symbol's `section` is the ELF section index).
+        #[serde(serialize_with = "ser_load")]
         load: std::result::Result<Image, String>,
         /// sha256 of the memory image bytes (every segment, zero-filled to its size).
         image_sha256: Option<String>,
@@ -96,7 +98,8 @@ pub enum Inspection {
         header: Header,
         program_headers: Vec<ProgramHeader>,
         sections: Vec<SectionHeader>,
-        /// What the kernel would load, or its message.
+        /// What the kernel would load, or its message (JSON as `load` above).
+        #[serde(serialize_with = "ser_check")]
         check: std::result::Result<Box<Loaded>, String>,
     },
     /// A Lantiq VMMC voice firmware image (raw code + 28-byte footer).
@@ -110,11 +113,51 @@ pub enum Inspection {
     },
 }
 
+/// The image with each symbol's `section` turned from an index into `Image::sections` into
+/// the ELF section header index (what a reader of the JSON can look up).
+fn with_elf_section_indices(img: &Image) -> Image {
+    let mut img = img.clone();
+    let elf_index: Vec<usize> = img.sections.iter().map(|s| s.index).collect();
+    for s in &mut img.symbols {
+        s.section = s.section.and_then(|k| elf_index.get(k).copied());
+    }
+    img
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    error: &'a str,
+}
+
+fn ser_load<S: serde::Serializer>(
+    r: &std::result::Result<Image, String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match r {
+        Ok(img) => with_elf_section_indices(img).serialize(s),
+        Err(e) => JsonError { error: e }.serialize(s),
+    }
+}
+
+fn ser_check<S: serde::Serializer>(
+    r: &std::result::Result<Box<Loaded>, String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match r {
+        Ok(l) => {
+            let mut l = (**l).clone();
+            l.image = with_elf_section_indices(&l.image);
+            l.serialize(s)
+        }
+        Err(e) => JsonError { error: e }.serialize(s),
+    }
+}
+
 /// Inspect any file `vpe-migrate` understands.
 pub fn inspect(bytes: &[u8], opts: &Options) -> Result<Inspection> {
     let format = convert::sniff(bytes);
     if format == Format::Voice || (format == Format::Unknown && opts.lantiq_voice) {
-        let voice = lantiq::parse_voice(bytes, opts.voice_endian, opts.lantiq_voice)?;
+        let voice = voice::parse_voice(bytes, opts.voice_endian, opts.lantiq_voice)?;
         let copied = bytes.get(..voice.copy_len as usize).unwrap_or(bytes);
         return Ok(Inspection::Voice {
             sha256: sha256_hex(bytes),
@@ -215,14 +258,7 @@ fn program_headers(bytes: &[u8], h: &Ehdr) -> Vec<ProgramHeader> {
     (0..usize::from(h.e_phnum))
         .map_while(|i| r.phdr(h.e_phoff, i).ok())
         .map(|p| ProgramHeader {
-            p_type: match p.p_type {
-                PT_NULL => "NULL".into(),
-                PT_LOAD => "LOAD".into(),
-                PT_NOTE => "NOTE".into(),
-                PT_MIPS_REGINFO => "MIPS_REGINFO".into(),
-                PT_MIPS_ABIFLAGS => "MIPS_ABIFLAGS".into(),
-                t => format!("{t:#010x}"),
-            },
+            p_type: p_type_name(p.p_type),
             offset: p.p_offset,
             vaddr: p.p_vaddr,
             paddr: p.p_paddr,
@@ -267,20 +303,63 @@ fn section_headers(bytes: &[u8], h: &Ehdr) -> Vec<SectionHeader> {
         .collect()
 }
 
+/// Program header types by their readelf names (generic, GNU and MIPS ones); others in hex.
+fn p_type_name(t: u32) -> String {
+    let n = match t {
+        PT_NULL => "NULL",
+        PT_LOAD => "LOAD",
+        2 => "DYNAMIC",
+        3 => "INTERP",
+        PT_NOTE => "NOTE",
+        5 => "SHLIB",
+        6 => "PHDR",
+        7 => "TLS",
+        0x6474_e550 => "GNU_EH_FRAME",
+        0x6474_e551 => "GNU_STACK",
+        0x6474_e552 => "GNU_RELRO",
+        0x6474_e553 => "GNU_PROPERTY",
+        PT_MIPS_REGINFO => "MIPS_REGINFO",
+        0x7000_0001 => "MIPS_RTPROC",
+        0x7000_0002 => "MIPS_OPTIONS",
+        PT_MIPS_ABIFLAGS => "MIPS_ABIFLAGS",
+        t => return format!("{t:#010x}"),
+    };
+    n.into()
+}
+
+/// Section types by their readelf names (generic, GNU, LLVM and MIPS ones); others in hex.
 fn sh_type_name(t: u32) -> String {
-    match t {
-        SHT_NULL => "NULL".into(),
-        SHT_PROGBITS => "PROGBITS".into(),
-        SHT_SYMTAB => "SYMTAB".into(),
-        SHT_STRTAB => "STRTAB".into(),
-        SHT_RELA => "RELA".into(),
-        SHT_NOTE => "NOTE".into(),
-        SHT_NOBITS => "NOBITS".into(),
-        SHT_REL => "REL".into(),
-        SHT_MIPS_REGINFO => "MIPS_REGINFO".into(),
-        SHT_MIPS_ABIFLAGS => "MIPS_ABIFLAGS".into(),
-        t => format!("{t:#010x}"),
-    }
+    let n = match t {
+        SHT_NULL => "NULL",
+        SHT_PROGBITS => "PROGBITS",
+        SHT_SYMTAB => "SYMTAB",
+        SHT_STRTAB => "STRTAB",
+        SHT_RELA => "RELA",
+        5 => "HASH",
+        6 => "DYNAMIC",
+        SHT_NOTE => "NOTE",
+        SHT_NOBITS => "NOBITS",
+        SHT_REL => "REL",
+        10 => "SHLIB",
+        11 => "DYNSYM",
+        14 => "INIT_ARRAY",
+        15 => "FINI_ARRAY",
+        16 => "PREINIT_ARRAY",
+        17 => "GROUP",
+        18 => "SYMTAB_SHNDX",
+        0x6fff_4c03 => "LLVM_ADDRSIG",
+        0x6fff_fff5 => "GNU_ATTRIBUTES",
+        0x6fff_fff6 => "GNU_HASH",
+        0x6fff_fffd => "GNU_verdef",
+        0x6fff_fffe => "GNU_verneed",
+        0x6fff_ffff => "GNU_versym",
+        SHT_MIPS_REGINFO => "MIPS_REGINFO",
+        0x7000_000d => "MIPS_OPTIONS",
+        0x7000_001e => "MIPS_DWARF",
+        SHT_MIPS_ABIFLAGS => "MIPS_ABIFLAGS",
+        t => return format!("{t:#010x}"),
+    };
+    n.into()
 }
 
 /// `e_flags` in words: ABI, architecture, PIC/abicalls, noreorder.
@@ -530,7 +609,7 @@ fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_s
             "  fw_vers     {:#010x} (platform nibble {}: {})",
             f.fw_vers,
             f.platform_nibble(),
-            v.platform.map_or("unknown", lantiq::Platform::name)
+            v.platform.map_or("unknown", voice::Platform::name)
         );
         let _ = writeln!(
             out,
@@ -546,7 +625,7 @@ fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_s
         "  mem         {:#010x} (check byte {:#04x}, expected {:#04x}: {})",
         f.mem,
         f.mem >> 24,
-        lantiq::mem_check_byte(f.mem),
+        voice::mem_check_byte(f.mem),
         if v.mem_valid {
             format!("requirement {:#x} bytes", v.mem)
         } else {
@@ -565,20 +644,33 @@ fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_s
         if v.encrypted {
             format!(
                 "yes: the on-chip ROM decrypts {:#x} bytes in place before the start",
-                lantiq::decrypt_len(v)
+                voice::decrypt_len(v)
             )
         } else {
             "no".to_string()
         }
     );
-    let _ = writeln!(out, "  CRC range [{:#x}, {:#x})", v.crc_start, v.crc_end);
+    let _ = writeln!(
+        out,
+        "  CRC coverage [0x0, 0x8) + [{:#x}, {:#x}) (ifx_mps_fw_crc32: reset vector, then the range)",
+        v.crc_start, v.crc_end
+    );
     let crc = match &v.crc {
-        CrcCheck::Match { value } => format!(
-            "CRC-32 {value:#010x}: matches the footer (assuming CRC-32/IEEE; the driver's algorithm is unconfirmed)"
+        CrcCheck::Match { variant, value } => format!(
+            "{value:#010x} matches the footer as {} (one of {} readings of ifx_mps_calc_crc32, whose body is not public)",
+            variant.name(),
+            voice::CrcVariant::ALL.len()
         ),
-        CrcCheck::Mismatch { stored, computed } => format!(
-            "CRC-32 {computed:#010x}: MISMATCH, the footer says {stored:#010x} (assuming CRC-32/IEEE; the driver's algorithm is unconfirmed)"
-        ),
+        CrcCheck::Mismatch { stored, computed } => {
+            let all: Vec<String> = computed
+                .iter()
+                .map(|c| format!("{} {:#010x}", c.variant.name(), c.value))
+                .collect();
+            format!(
+                "MISMATCH: the footer says {stored:#010x}, no reading matches ({})",
+                all.join(", ")
+            )
+        }
         CrcCheck::NotComputed { reason } => format!("not computed: {reason}"),
     };
     let _ = writeln!(out, "  checksum: {crc}");
@@ -586,7 +678,27 @@ fn render_voice(out: &mut String, size: usize, sha256: &str, v: &Voice, copied_s
         out,
         "  starts it with vpe1_sw_start(KSEG1(base), 0, 0): entry = the first byte, uncached"
     );
-    render_warnings(out, v.warnings.iter().map(String::as_str));
+    render_warnings(out, voice_warnings(v).iter().map(String::as_str));
+}
+
+/// The parser's warnings plus what the rendering above says a conversion would warn about or
+/// refuse (so "warnings: none" never sits under such a line).
+fn voice_warnings(v: &Voice) -> Vec<String> {
+    let mut w = v.warnings.clone();
+    if let CrcCheck::NotComputed { reason } = &v.crc {
+        if reason.contains("outside") {
+            w.push(format!(
+                "the converter refuses this image: {reason} (the driver would checksum memory past the image)"
+            ));
+        }
+    }
+    if v.encrypted {
+        w.push(format!(
+            "the payload is encrypted: a platform driver must run the on-chip ROM decrypt routine over {:#x} bytes before starting it (docs/CONVERSION.md §7)",
+            voice::decrypt_len(v)
+        ));
+    }
+    w
 }
 
 fn render_warnings<'a>(out: &mut String, ws: impl Iterator<Item = &'a str>) {
@@ -694,4 +806,21 @@ pub fn describe_resource(r: &Resource) -> String {
 /// The JSON form.
 pub fn render_json(ins: &Inspection) -> String {
     serde_json::to_string_pretty(ins).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_types_are_named() {
+        assert_eq!(p_type_name(0x6474_e551), "GNU_STACK");
+        assert_eq!(p_type_name(0x7000_0003), "MIPS_ABIFLAGS");
+        assert_eq!(p_type_name(6), "PHDR");
+        assert_eq!(p_type_name(0x6abc_0000), "0x6abc0000");
+        assert_eq!(sh_type_name(0x7000_001e), "MIPS_DWARF");
+        assert_eq!(sh_type_name(0x6fff_fff5), "GNU_ATTRIBUTES");
+        assert_eq!(sh_type_name(14), "INIT_ARRAY");
+        assert_eq!(sh_type_name(0x7fff_0000), "0x7fff0000");
+    }
 }

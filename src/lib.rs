@@ -13,7 +13,6 @@ pub mod elf;
 pub mod error;
 pub mod image;
 pub mod inspect;
-pub mod lantiq;
 pub mod legacy;
 pub mod memory;
 pub mod remoteproc;
@@ -21,6 +20,14 @@ pub mod rproc;
 pub mod rtlx;
 pub mod spmem;
 pub mod synth;
+pub mod voice;
+
+/// The old path of the Lantiq items, kept so that callers need not change: the loader
+/// variant ([`legacy::lantiq`]) and the voice format ([`voice`]). New code uses those.
+pub mod lantiq {
+    pub use crate::legacy::lantiq::*;
+    pub use crate::voice::*;
+}
 
 pub use error::{Error, Result};
 pub use image::Image;

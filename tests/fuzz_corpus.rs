@@ -67,7 +67,7 @@ fn legacy_load(what: &str, data: &[u8]) {
 }
 
 fn rproc_check(what: &str, data: &[u8]) {
-    for kernel in [KernelEra::Newest, KernelEra::Pre57, KernelEra::Old4x] {
+    for kernel in KernelEra::ALL {
         for profile in [None, Some(Profile::MipsRproc), Some(Profile::Fixed)] {
             for host in [None, Some(Endian::Big), Some(Endian::Little)] {
                 let opts = check::Options {
@@ -148,6 +148,7 @@ fn lantiq_all(what: &str, data: &[u8]) {
                 (0xfff0_0000, Some(u32::MAX), Some(Platform::Danube)),
             ] {
                 let opts = VoiceOptions {
+                    crc: Default::default(),
                     load_addr,
                     vpe1_mem,
                     platform,

@@ -97,7 +97,7 @@ fn no_stage_panics_on_a_hostile_input() {
             };
             let _ = convert::convert(&bytes, &opts);
         }
-        for kernel in [KernelEra::Newest, KernelEra::Pre57, KernelEra::Old4x] {
+        for kernel in KernelEra::ALL {
             let opts = check::Options {
                 kernel,
                 ..check::Options::default()

@@ -36,7 +36,7 @@ const LOAD: u32 = 0x83e0_0000;
 fn voice(seed: u64, len: usize, nibble: u32, enc: u32, mem: u32, e: Endian) -> Vec<u8> {
     let payload = Prng(seed).bytes(len);
     let f = Footer {
-        crc32: lantiq::crc32(&payload),
+        crc32: lantiq::voice_crc32(&payload, 0, len as u32).unwrap(),
         st_addr_crc: 0,
         en_addr_crc: len as u32,
         fw_vers: 0x0102_0000 | (nibble << 8) | 0x31,
@@ -58,6 +58,7 @@ fn set_word(b: &mut [u8], k: usize, v: u32, e: Endian) {
 fn opts(platform: Option<Platform>) -> Options {
     Options {
         voice: Some(VoiceOptions {
+            crc: Default::default(),
             load_addr: LOAD,
             vpe1_mem: Some(0x20_0000),
             platform,

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => one_line(&e),
     }
     let opts = VoiceOptions {
+        crc: Default::default(),
         load_addr: [0x83e0_0000, 0xa3f0_0000, 0xfff0_0000, 0x1234_5678][(n / 6) % 4],
         vpe1_mem: [None, Some(0), Some(0x10_0000), Some(u32::MAX)][(n / 24) % 4],
         platform: [None, Some(Platform::Xrx200), Some(Platform::Danube)][(n / 96) % 3],

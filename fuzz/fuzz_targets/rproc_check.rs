@@ -9,7 +9,7 @@ use vpe::rproc::firmware::Profile;
 
 fuzz_target!(|data: &[u8]| {
     let n = data.len();
-    let kernel = [KernelEra::Newest, KernelEra::Pre57, KernelEra::Old4x][n % 3];
+    let kernel = KernelEra::ALL[n % KernelEra::ALL.len()];
     let profile = [None, Some(Profile::MipsRproc), Some(Profile::Fixed)][(n / 3) % 3];
     let host = [None, Some(Endian::Big), Some(Endian::Little)][(n / 9) % 3];
     let opts = Options {

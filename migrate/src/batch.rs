@@ -660,6 +660,16 @@ fn decisions_for(conv: &Conversion, opts: &convert::Options) -> Vec<String> {
             vpe::lantiq::physical(img.base)
         ));
     }
+    let hazards = conv
+        .warnings()
+        .iter()
+        .filter(|w| w.starts_with(vpe::legacy::HAZARD))
+        .count();
+    if hazards > 0 {
+        d.push(format!(
+            "KUSEG re-base hazard at {hazards} site(s): the code takes KSEG0/KSEG1/physical aliases of its own data, which at the KUSEG base point at other memory (see the warnings); fix the code or use --profile fixed"
+        ));
+    }
     for w in conv.warnings() {
         if w.starts_with("LANTIQ LOADER QUIRK") {
             d.push(

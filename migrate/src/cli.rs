@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vpe::convert;
 use vpe::elf::Endian;
 use vpe::image::RelocSemantics;
-use vpe::lantiq::{LantiqLoader, Platform, VoiceOptions};
+use vpe::lantiq::{LantiqLoader, Platform, VoiceCrcPolicy, VoiceOptions};
 use vpe::rproc::check::KernelEra;
 use vpe::rproc::firmware::Profile;
 
@@ -151,7 +151,9 @@ pub struct ConversionFlags {
     #[arg(long, value_enum, default_value_t = Relocs::Strict)]
     pub relocs: Relocs,
     /// Value the trampoline puts in $a2 (the legacy loader passed the number of TCs; at
-    /// least 1).
+    /// least 1). The
+    /// default 1 is a deliberate deviation: vpe.c passed hw_tcs - maxtcs, which depends on
+    /// the board and the kernel command line and cannot be known here; pass the board's value.
     #[arg(long, default_value_t = 1, value_parser = parse_ntcs)]
     pub ntcs: u32,
     /// Value the trampoline puts in $a3 (legacy physical_memsize; 0 since Linux 6.3).
@@ -205,6 +207,16 @@ pub struct ConversionFlags {
     /// carveouts are at most 4 KiB << ORDER (1 MiB with the default 8).
     #[arg(long, value_name = "ORDER", default_value_t = 8, value_parser = clap::value_parser!(u8).range(2..=12))]
     pub cma_align: u8,
+    /// Voice images: a CRC mismatch refuses the image (`fatal`, the upstream AR9/xRX100
+    /// drivers) or only warns (`warn`, OpenWrt's patched driver).
+    #[arg(long, value_enum, default_value_t = VoiceCrcArg::Fatal)]
+    pub voice_crc: VoiceCrcArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum VoiceCrcArg {
+    Fatal,
+    Warn,
 }
 
 impl ConversionFlags {
@@ -230,6 +242,10 @@ impl ConversionFlags {
             ));
         }
         let voice = self.vpe1_load_addr.map(|a| VoiceOptions {
+            crc: match self.voice_crc {
+                VoiceCrcArg::Fatal => VoiceCrcPolicy::Fatal,
+                VoiceCrcArg::Warn => VoiceCrcPolicy::Warn,
+            },
             load_addr: a.0,
             vpe1_mem: self.vpe1_mem,
             platform: self.platform.map(Into::into),
@@ -424,11 +440,21 @@ impl From<ProfileArg> for Profile {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Kernel {
-    /// Current mainline rules (v5.7+).
+    /// Current mainline rules (v6.2+).
     Newest,
-    /// v4.10–v5.6 (ELF32-only sanity check order).
+    /// v6.1 (a bad vring no longer fails the boot).
+    #[value(name = "v6.1")]
+    V61,
+    /// v5.19 - v6.0 (empty PT_LOADs skipped).
+    #[value(name = "v5.19")]
+    V519,
+    /// v5.7 - v5.18 (ELF64-aware sanity check; empty PT_LOADs refused).
+    #[value(name = "v5.7")]
+    V57,
+    /// v4.20 - v5.6 (ELF32-only sanity check order).
     Pre57,
-    /// 4.x messages (`Failed to find resource table`, empty PT_LOAD rejected).
+    /// v4.10 - v4.19 (`Failed to find resource table`, carveouts and traces handled while the
+    /// table is parsed, empty PT_LOAD rejected).
     Old4x,
 }
 
@@ -436,6 +462,9 @@ impl From<Kernel> for KernelEra {
     fn from(k: Kernel) -> Self {
         match k {
             Kernel::Newest => KernelEra::Newest,
+            Kernel::V61 => KernelEra::V61,
+            Kernel::V519 => KernelEra::V519,
+            Kernel::V57 => KernelEra::V57,
             Kernel::Pre57 => KernelEra::Pre57,
             Kernel::Old4x => KernelEra::Old4x,
         }

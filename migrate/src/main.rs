@@ -362,6 +362,8 @@ fn legacy_for_verify(
             .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
             .unwrap_or(0);
         let opts = vpe::lantiq::VoiceOptions {
+            // verify compares bytes; the CRC was judged at conversion.
+            crc: vpe::lantiq::VoiceCrcPolicy::Warn,
             load_addr,
             // The memory limit was checked at conversion; here only the bytes matter.
             vpe1_mem: Some(u32::MAX),
@@ -481,8 +483,18 @@ fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
             convert::report_summary(&conv.report)
         );
     } else {
+        // The Lantiq loader's fallback starts at KSEG1(vpe1_load_addr), not at __start.
+        let fallback = args
+            .options()?
+            .lantiq
+            .map(|l| vpe::lantiq::kseg1(l.vpe1_load_addr));
+        let target = if fallback == Some(conv.legacy.entry) {
+            "KSEG1(vpe1_load_addr)"
+        } else {
+            "__start"
+        };
         println!(
-            "{}: remoteproc firmware, entry {:#010x} -> __start {:#010x}, {} resource entries, {}",
+            "{}: remoteproc firmware, entry {:#010x} -> {target} {:#010x}, {} resource entries, {}",
             args.new.display(),
             conv.loaded.image.entry,
             conv.legacy.entry,

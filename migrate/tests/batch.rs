@@ -24,7 +24,7 @@ fn voice_image() -> Vec<u8> {
         })
         .collect();
     let f = Footer {
-        crc32: lantiq::crc32(&b),
+        crc32: lantiq::voice_crc32(&b, 0, 0x800).unwrap(),
         st_addr_crc: 0,
         en_addr_crc: 0x800,
         fw_vers: 0x0000_0712,

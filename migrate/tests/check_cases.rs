@@ -247,3 +247,46 @@ fn profile_geometry_cases() {
         assert!(e.starts_with("error: ") && e.contains(what), "{e}");
     }
 }
+
+/// Issue 14 items 7-12: `--kernel` names every era with the same version ranges as the
+/// library, and the era-dependent messages reach the CLI.
+#[test]
+fn kernel_eras_on_the_command_line() {
+    let o = bin().args(["check", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    for (name, range) in [
+        ("newest", "v6.2+"),
+        ("v6.1", "v6.1"),
+        ("v5.19", "v5.19 - v6.0"),
+        ("v5.7", "v5.7 - v5.18"),
+        ("pre57", "v4.20 - v5.6"),
+        ("old4x", "v4.10 - v4.19"),
+    ] {
+        let line = help
+            .lines()
+            .find(|l| {
+                l.trim_start()
+                    .trim_start_matches("- ")
+                    .starts_with(&format!("{name}:"))
+            })
+            .unwrap_or_else(|| panic!("no {name} in {help}"));
+        assert!(line.contains(range), "{name}: {line}");
+    }
+    for tag in ["be", "le"] {
+        let fw = Fw::new(tag);
+        for era in ["newest", "v6.1", "v5.19", "v5.7", "pre57", "old4x"] {
+            let o = check(&fw.bytes, &["--kernel", era, "--profile", "mips-rproc"]);
+            assert!(
+                o.status.success(),
+                "{era}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        // EI_CLASS 0x80: a signed char until v6.2.
+        let b = fw.with(|b, _, _| b[4] = 0x80);
+        expect(&b, &[], "Unsupported class: 128");
+        for era in ["v6.1", "v5.19", "v5.7", "pre57", "old4x"] {
+            expect(&b, &["--kernel", era], "Unsupported class: -128");
+        }
+    }
+}

@@ -20,9 +20,13 @@
 //! * An HI16 left pending by a previous load and consumed now patched the previous program's
 //!   freed memory; the model does not patch anything for it and warns.
 
+mod hazards;
+pub mod lantiq;
 mod layout;
 mod reloc;
 mod symbols;
+
+pub use hazards::HAZARD;
 
 use crate::elf::read::{Ehdr, Reader, Shdr};
 use crate::elf::{
@@ -64,7 +68,7 @@ pub struct Options {
     /// The Lantiq IFX_VPE_EXT patch (spec §3.3, §3.6): `vpe1_mem` is the write limit and a
     /// missing `__start`/`vpe_shared` starts the program at `KSEG1(vpe1_load_addr)`. The
     /// caller places an ET_REL at `vpe1_load_addr` through `base`.
-    pub lantiq: Option<crate::lantiq::LantiqLoader>,
+    pub lantiq: Option<lantiq::LantiqLoader>,
     /// Most bytes of memory the image may load (ET_REL: the layout's size, `.bss` included;
     /// ET_EXEC: the sum of the `p_memsz`); `None` = the Lantiq `vpe1_mem` with `lantiq`, else
     /// [`DEFAULT_MAX_MEM`]. Checked before any memory is allocated for the image, so a tiny
@@ -223,7 +227,7 @@ pub fn load_with_state(bytes: &[u8], opts: &Options, st: &mut State) -> Result<I
             }
         }
     }
-    inp.names = inp.read_names()?;
+    inp.names = inp.read_names(opts.semantics, &mut warnings)?;
     match e_type {
         ET_REL => load_rel(&inp, opts, st, warnings),
         _ => load_exec(&inp, opts, warnings),
@@ -311,17 +315,43 @@ impl<'a> Input<'a> {
     }
 
     /// All section names; `e_shstrndx` and every `sh_name` must be valid (the kernel used
-    /// `secstrings` unchecked).
-    fn read_names(&self) -> Result<Vec<String>> {
+    /// `secstrings` unchecked). `e_shstrndx == 0` under `--relocs legacy`: the kernel's
+    /// `secstrings = hdr + sechdrs[0].sh_offset` (the file start, normally), and it loaded.
+    fn read_names(
+        &self,
+        semantics: RelocSemantics,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Vec<String>> {
         if self.shdrs.is_empty() {
             return Ok(Vec::new());
         }
         let idx = usize::from(self.eh.e_shstrndx);
+        if idx == 0 && semantics == RelocSemantics::Legacy {
+            let off = self.shdrs[0].sh_offset;
+            let size = u32::try_from(self.limit.saturating_sub(u64::from(off))).unwrap_or(0);
+            let names = (0..self.shdrs.len())
+                .map(|i| {
+                    self.r
+                        .str_in_with(off, size, self.shdrs[i].sh_name, || {
+                            format!("section [{i}] name (e_shstrndx 0: read from file offset {off:#x}, as the legacy loader did)")
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            warnings.push(Warning::new(format!(
+                "e_shstrndx is 0 (no section name table): the legacy loader read section names from file offset {off:#x} (section 0's sh_offset) and loaded the file; the names used here are what it read there"
+            )));
+            return Ok(names);
+        }
         if idx == 0 || idx >= self.shdrs.len() {
             return Err(Error::Malformed {
                 what: format!(
-                    "e_shstrndx {idx} is not a section index (e_shnum {})",
-                    self.shdrs.len()
+                    "e_shstrndx {idx} is not a section index (e_shnum {}){}",
+                    self.shdrs.len(),
+                    if idx == 0 {
+                        "; the legacy loader read names from the file start and loaded it: --relocs legacy does the same"
+                    } else {
+                        ""
+                    }
                 ),
                 at: 50,
             });
@@ -446,8 +476,15 @@ fn load_rel(
     let elf_image = copy_sections()?;
 
     let tab = symbols::read_symtab(inp, true)?;
-    let simp = symbols::simplify_symbols(inp, &tab, &sec_addr, image_end, &mut warnings)?;
-    let rels = reloc::collect(inp, &tab, &lay.offsets, base, &mut warnings)?;
+    let simp = symbols::simplify_symbols(
+        inp,
+        &tab,
+        &sec_addr,
+        image_end,
+        opts.semantics,
+        &mut warnings,
+    )?;
+    let (rels, nonalloc) = reloc::collect(inp, &tab, &lay.offsets, base, &mut warnings)?;
 
     // From here on the kernel ran to completion or failed cleanly: the state evolves as vpe.c's.
     st.generation = st.generation.wrapping_add(1);
@@ -461,6 +498,7 @@ fn load_rel(
             tab: &tab,
             simp: &simp,
             rels: &rels,
+            nonalloc: &nonalloc,
         },
         image,
         elf_image,
@@ -487,13 +525,18 @@ fn load_rel(
             if let Some(e) = out.legacy_err {
                 return Err(e);
             }
+            // Strict lists it among the differences below.
+            if let (RelocSemantics::Legacy, Some(e)) = (opts.semantics, out.unknowable) {
+                return Err(e);
+            }
             (out.legacy, &simp.legacy, image_end)
         }
     };
 
+    warnings.extend(hazards::scan(inp, &tab, &rels, &lay.offsets, &data, base));
     let (start, shared) = symbols::find_vpe_symbols(&tab, values);
     let mut sym_warnings = Vec::new();
-    let entry = crate::lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut sym_warnings)?;
+    let entry = lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut sym_warnings)?;
     if opts.semantics == RelocSemantics::Strict && !out.diffs.is_empty() {
         return Err(Error::SemanticsDiffer { sites: out.diffs });
     }
@@ -728,7 +771,7 @@ fn load_exec(inp: &Input, opts: &Options, mut warnings: Vec<Warning>) -> Result<
     let tab = symbols::read_symtab(inp, false)?;
     let raw: Vec<u32> = tab.entries.iter().map(|e| e.sym.st_value).collect();
     let (start, shared) = symbols::find_vpe_symbols(&tab, &raw);
-    let start = crate::lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut warnings)?;
+    let start = lantiq::vpe_entry(opts.lantiq.as_ref(), start, shared, &mut warnings)?;
     if eh.e_entry != start {
         warnings.push(Warning::new(format!(
             "e_entry {:#010x} is ignored: the legacy loader starts at __start {start:#010x}",
@@ -1502,6 +1545,27 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_section_symbol_is_quoted_as_the_kernel_did() {
+        for e in ENDIANS {
+            let mut b = obj(e, &[0, 0]);
+            let t = b.section_sym(1);
+            b.rel(1, 4, t, 1); // R_MIPS_16: no handler
+            let msg = load(&b.build(), &legacy()).unwrap_err().to_string();
+            // strtab + st_name of a section symbol is "": the kernel's text, then ours.
+            assert!(
+                msg.starts_with(
+                    "VPE loader: .text+0x4 relocation type UNKNOWN for symbol \"\" failed: "
+                ),
+                "{msg}"
+            );
+            assert!(
+                msg.ends_with(", r_type 1, symbol: the section symbol of [1] .text)"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
     fn case_16_r_mips_26_unaligned() {
         for e in ENDIANS {
             let mut b = obj(e, &[0x0c00_0000, 0]);
@@ -1917,6 +1981,97 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_symbol_of_a_non_alloc_section_is_refused_under_strict_and_legacy() {
+        for e in ENDIANS {
+            let mut b = obj(e, &[0, 0]);
+            let note = b.progbits(".comment", 0, 1, vec![0x41; 8]);
+            let n = b.sym("in_comment", 4, 0, STB_LOCAL << 4, note as u16);
+            b.rel(1, 4, n, R_MIPS_32);
+            let err = load(&b.build(), &legacy()).unwrap_err().to_string();
+            assert!(
+                err.starts_with(
+                    "VPE loader: .text+0x4 relocation type MIPS_32 for symbol \"in_comment\" failed: its symbol is in non-ALLOC section [2] .comment"
+                ),
+                "{err}"
+            );
+            match load(&b.build(), &strict()) {
+                Err(Error::SemanticsDiffer { sites }) => {
+                    assert_eq!(sites.len(), 1, "{sites:?}");
+                    assert!(
+                        sites[0].starts_with(".text+0x4 ")
+                            && sites[0]
+                                .contains("R_MIPS_32 symbol \"in_comment\": legacy unknowable"),
+                        "{sites:?}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            // The ELF ABI: the section's address is 0, as a linker gives it.
+            let img = load(&b.build(), &elf()).unwrap();
+            assert_eq!(word(&img, B + 4), 4);
+            assert!(
+                img.warnings
+                    .iter()
+                    .any(|w| w.message.contains("non-ALLOC section [2] .comment")),
+                "{:?}",
+                img.warnings
+            );
+        }
+    }
+
+    #[test]
+    fn common_with_a_non_power_of_two_alignment_loads_under_legacy() {
+        for e in ENDIANS {
+            let mut b = obj(e, &[0, 0]);
+            b.nobits(".bss", DATA, 4, 16); // offset 8
+            let c = b.sym("c", 3, 4, (STB_GLOBAL << 4) | STT_OBJECT, SHN_COMMON);
+            b.sym("d", 3, 4, (STB_GLOBAL << 4) | STT_OBJECT, SHN_COMMON);
+            b.rel(1, 4, c, R_MIPS_32);
+            let img = load(&b.build(), &legacy()).unwrap();
+            // The kernel: first COMMON at .bss, the next one stride (value) 3 further.
+            assert_eq!(word(&img, B + 4), B + 8);
+            let d = img.symbols.iter().find(|s| s.name == "d").unwrap();
+            assert_eq!(d.value, B + 8 + 3);
+            assert!(
+                img.warnings
+                    .iter()
+                    .any(|w| w.message.contains("not a power of two")),
+                "{:?}",
+                img.warnings
+            );
+            for opts in [strict(), elf()] {
+                let err = load(&b.build(), &opts).unwrap_err().to_string();
+                assert!(err.contains("--relocs legacy loads it as it did"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn e_shstrndx_0_loads_under_legacy() {
+        for e in ENDIANS {
+            let mut b = obj(e, &[0, 0]);
+            b.nobits(".bss", DATA, 4, 16);
+            let mut bytes = b.build();
+            bytes[50..52].copy_from_slice(&e.u16_bytes(0));
+            let img = load(&bytes, &legacy()).unwrap();
+            assert_eq!(img.entry, B);
+            assert_eq!(img.shared, Some(0x8000_1000));
+            assert!(
+                img.warnings
+                    .iter()
+                    .any(|w| w.message.contains("e_shstrndx is 0")),
+                "{:?}",
+                img.warnings
+            );
+            for opts in [strict(), elf()] {
+                let err = load(&bytes, &opts).unwrap_err().to_string();
+                assert!(err.contains("e_shstrndx 0 is not a section index"), "{err}");
+                assert!(err.contains("--relocs legacy does the same"), "{err}");
+            }
+        }
+    }
+
     // ---- #26, #27: ET_EXEC ------------------------------------------------------------------
 
     #[test]
@@ -2011,7 +2166,7 @@ mod tests {
         // The Lantiq loader's vpe1_mem is the default limit there.
         let lantiq = Options {
             base: 0x83e0_0000,
-            lantiq: Some(crate::lantiq::LantiqLoader {
+            lantiq: Some(lantiq::LantiqLoader {
                 vpe1_load_addr: 0x83e0_0000,
                 vpe1_mem: 0x8,
                 entry_override: true,

@@ -180,14 +180,15 @@ pub(crate) fn abi_type_name(t: u8) -> String {
 }
 
 /// Find and validate every relocation `vpe_elfload` would apply. Everything the kernel did not
-/// check (symbol index, `r_offset` inside the target) is a `Malformed` error here.
+/// check (symbol index, `r_offset` inside the target) is a `Malformed` error here. Also
+/// returns, per symbol, whether it is defined in a section that is not placed (non-ALLOC).
 pub(crate) fn collect<'b>(
     inp: &Input<'b>,
     tab: &Symtab,
     offsets: &[Option<u32>],
     base: u32,
     warnings: &mut Vec<Warning>,
-) -> Result<Vec<RelSec<'b>>> {
+) -> Result<(Vec<RelSec<'b>>, Vec<bool>)> {
     let shnum = inp.shdrs.len();
     let nsyms = tab.entries.len();
     let mut out = Vec::new();
@@ -287,11 +288,11 @@ pub(crate) fn collect<'b>(
                 }
                 has_gprel |= r_type == R_MIPS_GPREL16;
             }
-            if nonalloc[sym] && warned_nonalloc.insert(sym) {
+            if nonalloc[sym] && r_type != R_MIPS_NONE && warned_nonalloc.insert(sym) {
                 let s = tab.entries[sym].sym;
                 let sec = usize::from(s.st_shndx);
                 warnings.push(Warning::new(format!(
-                    "relocation #{k} in [{i}] {name} uses symbol \"{}\" of non-ALLOC section [{sec}] {}: the legacy loader used its address in the temporary buffer (modelled as 0)",
+                    "relocation #{k} in [{i}] {name} uses symbol \"{}\" of non-ALLOC section [{sec}] {}: the legacy loader used its address in its temporary buffer, which nobody can know; --relocs elf uses the section's address 0 as a linker does",
                     tab.display_name(inp, sym),
                     inp.names.get(sec).map(String::as_str).unwrap_or("?")
                 )));
@@ -306,7 +307,7 @@ pub(crate) fn collect<'b>(
         rs.toff = toff;
         out.push(rs);
     }
-    Ok(out)
+    Ok((out, nonalloc))
 }
 
 /// What every pass reads: the input, its symbols (both semantics) and its relocations.
@@ -315,6 +316,8 @@ pub(crate) struct Ctx<'a, 'b> {
     pub tab: &'a Symtab,
     pub simp: &'a Simplified,
     pub rels: &'a [RelSec<'b>],
+    /// Per symbol: defined in a non-ALLOC section (its legacy value is unknowable).
+    pub nonalloc: &'a [bool],
 }
 
 /// Both relocated images and where they differ.
@@ -330,6 +333,9 @@ pub(crate) struct Outcome {
     pub elf_errs: Vec<Error>,
     /// One line per differing site (format of `Error::SemanticsDiffer`).
     pub diffs: Vec<String>,
+    /// The first site whose legacy result cannot be known (a symbol of a non-ALLOC section:
+    /// the kernel used its address in the temporary buffer).
+    pub unknowable: Option<Error>,
 }
 
 fn rd(buf: &[u8], off: u32, e: Endian) -> u32 {
@@ -364,7 +370,13 @@ fn error(
             location: rs.location(site),
             r_type: site.r_type(),
             type_name: legacy_type_name(site.r_type()).to_string(),
-            symbol: tab.display_name(inp, site.sym()),
+            // The kernel printed `strtab + sym->st_name`: "" for a section symbol.
+            symbol: tab
+                .entries
+                .get(site.sym())
+                .map(|e| e.name.clone())
+                .unwrap_or_default(),
+            symbol_section: tab.section_of(inp, site.sym()),
         }),
         reason,
     }
@@ -432,6 +444,7 @@ pub(crate) fn apply(
         tab,
         simp,
         rels,
+        nonalloc,
     } = *cx;
     let e = inp.eh.endian;
     let has_gprel = rels.iter().any(|r| r.has_gprel);
@@ -495,6 +508,7 @@ pub(crate) fn apply(
     warnings.append(&mut elf_warnings);
 
     let mut diffs = Vec::new();
+    let mut unknowable = None;
     // Words already compared (every non-NONE site lies inside the image): one bit per byte
     // offset, first site of a word wins.
     let mut seen = vec![0u64; legacy.len().div_ceil(64)];
@@ -509,6 +523,25 @@ pub(crate) fn apply(
                 continue;
             }
             seen[word] |= bit;
+            if nonalloc[site.sym()] {
+                let sec = usize::from(tab.entries[site.sym()].sym.st_shndx);
+                let why = format!(
+                    "its symbol is in non-ALLOC section [{sec}] {}, which the legacy loader left in its temporary buffer: the address it used there cannot be known, so its result cannot be reproduced (--relocs elf uses the section's address 0, as a linker does)",
+                    inp.names.get(sec).map(String::as_str).unwrap_or("?")
+                );
+                diffs.push(format!(
+                    "{}+{:#x} ({:#010x}) {} symbol \"{}\": legacy unknowable ({why})",
+                    rs.target_name,
+                    site.r_offset,
+                    rs.location(site),
+                    abi_type_name(site.r_type()),
+                    tab.display_name(inp, site.sym())
+                ));
+                if unknowable.is_none() {
+                    unknowable = Some(error(inp, tab, rs, si, site, why));
+                }
+                continue;
+            }
             let lw = rd(&legacy, site.img_off, e);
             let prefix = || {
                 format!(
@@ -557,6 +590,7 @@ pub(crate) fn apply(
         elf,
         elf_errs,
         diffs,
+        unknowable,
     }
 }
 
@@ -574,6 +608,7 @@ fn legacy_pass(
         tab,
         simp,
         rels,
+        ..
     } = *cx;
     let e = inp.eh.endian;
     let mut warned_zero = BTreeSet::new();
@@ -699,6 +734,7 @@ fn elf_pass(
         tab,
         simp,
         rels,
+        ..
     } = *cx;
     let e = inp.eh.endian;
     let mut fails = Vec::new();

@@ -7,7 +7,7 @@ use crate::elf::{
     SHN_ABS, SHN_COMMON, SHN_MIPS_SCOMMON, SHN_UNDEF, SHT_SYMTAB, STT_FILE, STT_SECTION, SYM32_SIZE,
 };
 use crate::error::{Error, Result};
-use crate::image::{Symbol, Warning};
+use crate::image::{RelocSemantics, Symbol, Warning};
 
 /// One symbol table entry with its name and its final value under both semantics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,19 @@ impl Symtab {
             }
         }
         e.name.clone()
+    }
+
+    /// `[index] name` of the section a section symbol stands for (`None` for other symbols).
+    pub fn section_of(&self, inp: &Input, i: usize) -> Option<String> {
+        let e = self.entries.get(i)?;
+        if e.sym.typ() != STT_SECTION {
+            return None;
+        }
+        let k = usize::from(e.sym.st_shndx);
+        Some(format!(
+            "[{k}] {}",
+            inp.names.get(k).map(String::as_str).unwrap_or("?")
+        ))
     }
 }
 
@@ -124,11 +137,14 @@ pub(crate) fn save_gp_address(secbase: u32, rel: u32) -> (u32, u32) {
 
 /// `simplify_symbols` of vpe.c plus the ELF ABI values. `sec_addr` is the final address of
 /// each ALLOC section. `image_end` is where the legacy image ends (ELF COMMONs go after it).
+/// A COMMON no linker can allocate (alignment not a power of two) is accepted only under
+/// `Legacy`, which never needs the ELF value.
 pub(crate) fn simplify_symbols(
     inp: &Input,
     tab: &Symtab,
     sec_addr: &[Option<u32>],
     image_end: u32,
+    semantics: RelocSemantics,
     warnings: &mut Vec<Warning>,
 ) -> Result<Simplified> {
     let n = tab.entries.len();
@@ -150,14 +166,26 @@ pub(crate) fn simplify_symbols(
                 let elf = super::layout::kernel_align(out.elf_end, s.st_value)
                     .filter(|_| s.st_value == 0 || s.st_value.is_power_of_two())
                     .and_then(|a| a.checked_add(s.st_size).map(|end| (a, end)));
-                let Some((elf, end)) = elf else {
-                    return Err(Error::Malformed {
-                        what: format!(
-                            "COMMON symbol #{i} \"{}\": alignment {:#x} / size {:#x} cannot be allocated after {:#010x}",
-                            e.name, s.st_value, s.st_size, out.elf_end
-                        ),
-                        at: 0,
-                    });
+                let (elf, end) = match elf {
+                    Some(x) => x,
+                    // vpe.c never allocated COMMONs (the value is only a stride), so the
+                    // kernel loaded this; the ELF value is meaningless and unused.
+                    None if semantics == RelocSemantics::Legacy => {
+                        warnings.push(Warning::new(format!(
+                            "COMMON symbol #{i} \"{}\": alignment {:#x} is not a power of two, so no linker would allocate it; the legacy loader did not care (loaded as it did)",
+                            e.name, s.st_value
+                        )));
+                        (0, out.elf_end)
+                    }
+                    None => {
+                        return Err(Error::Malformed {
+                            what: format!(
+                                "COMMON symbol #{i} \"{}\": alignment {:#x} / size {:#x} cannot be allocated after {:#010x} (the legacy loader accepted it: --relocs legacy loads it as it did)",
+                                e.name, s.st_value, s.st_size, out.elf_end
+                            ),
+                            at: 0,
+                        });
+                    }
                 };
                 out.elf_end = end;
                 out.commons.push(i);
@@ -190,7 +218,7 @@ pub(crate) fn simplify_symbols(
             SHN_ABS | SHN_UNDEF => (s.st_value, s.st_value),
             shndx => {
                 // Non-ALLOC sections only have an address in the kernel's temporary buffer;
-                // modelled as 0 (reloc.rs warns if a relocation uses such a symbol).
+                // 0 here; a relocation using it is refused under strict/legacy (reloc.rs).
                 let secbase = sec_addr
                     .get(usize::from(shndx))
                     .copied()

@@ -35,19 +35,80 @@ const ENOMEM: i32 = 12;
 /// The section the kernel looks the table up by (`find_table`, by name only).
 pub const RESOURCE_TABLE: &str = ".resource_table";
 
-/// Which kernel's behaviour to mirror where it differs.
+/// Which kernel's behaviour to mirror where it differs. Each rule that differs between eras
+/// names the change it follows in `docs/CONVERSION.md` §6 ("check per kernel era"); where the
+/// exact commit was not found, the version range comes from the sources compared there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KernelEra {
-    /// v5.7+ (ELF64-aware sanity check, empty PT_LOADs skipped, silent missing table).
+    /// v6.2+ (current mainline): everything below, and `char` printed unsigned
+    /// (`-funsigned-char` for every architecture since v6.2).
     #[default]
     Newest,
-    /// v4.20 – v5.6: ELF32-only sanity check order; empty PT_LOADs still translated.
+    /// v6.1: vdev vrings parsed in the `rproc-virtio` platform device's probe, so a bad vring
+    /// no longer fails the boot.
+    V61,
+    /// v5.19 – v6.0: empty PT_LOADs skipped (`|| !memsz`).
+    V519,
+    /// v5.7 – v5.18: ELF64-aware sanity check (new order), silent missing table.
+    V57,
+    /// v4.20 – v5.6: ELF32-only sanity check order; carveouts allocated after the table walk,
+    /// found by name; trace `da` resolved when `trace0` is read; the vendor range
+    /// (`unsupported vendor resource`) from v5.3.
     Pre57,
-    /// 4.9 – 4.12 (the MIPS driver's era): as `Pre57`, plus `Failed to find resource table`,
-    /// carveouts allocated while the table is parsed, vring `reserved` must be 0, and no
-    /// carveout lookup by name.
+    /// v4.10 – v4.19 (the MIPS driver's 4.9 – 4.12 era): as `Pre57`, plus `Failed to find
+    /// resource table`, carveouts allocated and traces translated while the table is parsed
+    /// (in table order), vring `reserved` must be 0 (checked before the queue size), no
+    /// carveout lookup by name and no vendor range.
     Old4x,
+}
+
+impl KernelEra {
+    /// Every era, newest first.
+    pub const ALL: [KernelEra; 6] = [
+        KernelEra::Newest,
+        KernelEra::V61,
+        KernelEra::V519,
+        KernelEra::V57,
+        KernelEra::Pre57,
+        KernelEra::Old4x,
+    ];
+
+    /// The kernel versions the era stands for.
+    pub fn versions(self) -> &'static str {
+        match self {
+            KernelEra::Newest => "v6.2+",
+            KernelEra::V61 => "v6.1",
+            KernelEra::V519 => "v5.19 - v6.0",
+            KernelEra::V57 => "v5.7 - v5.18",
+            KernelEra::Pre57 => "v4.20 - v5.6",
+            KernelEra::Old4x => "v4.10 - v4.19",
+        }
+    }
+
+    /// v5.7+: the ELF64-aware `rproc_elf_sanity_check` (magic first).
+    fn elf64_sanity(self) -> bool {
+        matches!(
+            self,
+            KernelEra::Newest | KernelEra::V61 | KernelEra::V519 | KernelEra::V57
+        )
+    }
+
+    /// v5.19+: `rproc_elf_load_segments` skips `p_memsz == 0`.
+    fn skips_empty_loads(self) -> bool {
+        matches!(self, KernelEra::Newest | KernelEra::V61 | KernelEra::V519)
+    }
+
+    /// Up to v6.0: `rproc_parse_vring` runs inside `rproc_handle_vdev`, so a bad vring fails
+    /// the boot.
+    fn vring_fatal(self) -> bool {
+        !matches!(self, KernelEra::Newest | KernelEra::V61)
+    }
+
+    /// v4.10 – v4.19: the table handlers allocate carveouts and translate traces at once.
+    fn parse_time_alloc(self) -> bool {
+        self == KernelEra::Old4x
+    }
 }
 
 /// What to check against.
@@ -145,9 +206,9 @@ pub fn check(bytes: &[u8], opts: &Options) -> Result<Loaded> {
             _ => None,
         })
         .collect();
-    if opts.kernel != KernelEra::Old4x {
+    if !opts.kernel.parse_time_alloc() {
         for &(i, c) in &carveouts {
-            check_alloc(i, c)?;
+            check_alloc(i, c, opts.kernel)?;
         }
     }
 
@@ -243,13 +304,20 @@ fn sanity_check(b: &[u8], opts: &Options) -> Result<Endian> {
             ),
         )
     };
-    if opts.kernel == KernelEra::Newest {
+    if opts.kernel.elf64_sanity() {
         if &b[..4] != ELFMAG {
             return Err(bad_magic(b));
         }
         if class != ELFCLASS32 && class != ELFCLASS64 {
-            // `char class` printed with %d; kernels since 6.2 build with -funsigned-char.
-            return Err(kernel(format!("Unsupported class: {class}"), EINVAL, ""));
+            // `char class` printed with %d: signed on MIPS (and x86) until v6.2 made every
+            // architecture build with -funsigned-char (commit 3bc753c06dd0, "kbuild: treat
+            // char as always unsigned").
+            let shown = if opts.kernel == KernelEra::Newest {
+                i32::from(class)
+            } else {
+                i32::from(class as i8)
+            };
+            return Err(kernel(format!("Unsupported class: {shown}"), EINVAL, ""));
         }
         if class == ELFCLASS64 && len < 64 {
             return Err(kernel(
@@ -610,7 +678,17 @@ fn handle_resources(
         let r = match rtype {
             // Vendor range first (inclusive), handed to ops->handle_rsc, which we do not have.
             RSC_VENDOR_START..=RSC_VENDOR_END => {
-                w.push(format!("unsupported vendor resource {}", rtype as i32));
+                // The vendor range and ops->handle_rsc: "[PATCH] remoteproc: add vendor
+                // resources handling" (Clement Leger, Jun 2019), first in v5.3. Before it the
+                // type fell into the `>= RSC_LAST` branch.
+                w.push(match era {
+                    KernelEra::Old4x => format!("unsupported resource {}", rtype as i32),
+                    KernelEra::Pre57 => format!(
+                        "unsupported vendor resource {t} (v5.3 - v5.6; v4.20 - v5.2 print \"unsupported resource {t}\")",
+                        t = rtype as i32
+                    ),
+                    _ => format!("unsupported vendor resource {}", rtype as i32),
+                });
                 Resource::Other {
                     rtype,
                     body: Vec::new(),
@@ -675,8 +753,8 @@ fn handle_resources(
                         ),
                     ));
                 }
-                if era == KernelEra::Old4x {
-                    check_alloc(i as usize, &c)?;
+                if era.parse_time_alloc() {
+                    check_alloc(i as usize, &c, era)?;
                 }
                 if seen_other {
                     w.push(format!(
@@ -722,10 +800,36 @@ fn handle_resources(
                     ));
                     crate::elf::read::printable_name(bytes(12, NAME_LEN))
                 });
+                let (da, len) = (f(0), f(4));
+                if era.parse_time_alloc() {
+                    // 4.x rproc_handle_trace: `rproc_da_to_va(rproc, rsc->da, rsc->len)` right
+                    // away, against the carveouts the entries before it allocated.
+                    let before: Vec<(usize, &Carveout)> = entries
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, r)| match r {
+                            Resource::Carveout(c) => Some((k, c)),
+                            _ => None,
+                        })
+                        .collect();
+                    if !in_one_carveout(&before, da, len) {
+                        return Err(kernel(
+                            "erroneous trace resource entry",
+                            EINVAL,
+                            format!(
+                                "{at}: trace [{da:#010x}, {:#010x}) is not inside one carveout \
+                                 allocated by an earlier entry (4.x kernels translate the trace \
+                                 while parsing the table, in table order); {}; {AFTER_RSC}",
+                                u64::from(da) + u64::from(len),
+                                describe_carveouts(&before)
+                            ),
+                        ));
+                    }
+                }
                 seen_other = true;
                 Resource::Trace {
-                    da: f(0),
-                    len: f(4),
+                    da,
+                    len,
                     reserved: 0,
                     name,
                 }
@@ -774,16 +878,8 @@ fn handle_resources(
                         notifyid: f(v + 12),
                         pa: f(v + 16),
                     };
-                    if vr.num == 0 || vr.align == 0 {
-                        return Err(kernel(
-                            format!(
-                                "invalid qsz ({}) or alignment ({})",
-                                vr.num as i32, vr.align as i32
-                            ),
-                            EINVAL,
-                            format!("{at}, vring {k}; {AFTER_RSC}"),
-                        ));
-                    }
+                    // 4.x rproc_parse_vring checks `reserved` before the queue size; the
+                    // field became `pa` and lost its check later (version not pinned down).
                     if vr.pa != 0 {
                         if era == KernelEra::Old4x {
                             return Err(kernel(
@@ -793,6 +889,26 @@ fn handle_resources(
                             ));
                         }
                         w.push(format!("vdev entry {i} vring {k}: the word at +16 is {:#x}; old kernels require 0", vr.pa));
+                    }
+                    if vr.num == 0 || vr.align == 0 {
+                        let msg = format!(
+                            "invalid qsz ({}) or alignment ({})",
+                            vr.num as i32, vr.align as i32
+                        );
+                        if era.vring_fatal() {
+                            return Err(kernel(
+                                msg,
+                                EINVAL,
+                                format!("{at}, vring {k}; {AFTER_RSC}"),
+                            ));
+                        }
+                        // v6.1+: rproc_parse_vring runs in the rproc-virtio platform device's
+                        // probe ("remoteproc: virtio: Create platform device for the
+                        // remoteproc_virtio", Arnaud Pouliquen); a failed probe does not fail
+                        // the boot.
+                        w.push(format!(
+                            "{msg} ({at}, vring {k}: v6.1+ kernels print this from the rproc-virtio probe and boot without this virtio device; v6.0 and older refuse the firmware)"
+                        ));
                     }
                     if !vr.num.is_power_of_two() {
                         w.push(format!(
@@ -839,18 +955,24 @@ fn handle_resources(
     Ok((ResourceTable { ver, entries }, offsets))
 }
 
-/// `rproc_alloc_carveout`: `dma_alloc_coherent` of a zero length fails.
-fn check_alloc(i: usize, c: &Carveout) -> Result<()> {
+/// `dma_alloc_coherent` of a zero length fails: in 4.x inside `rproc_handle_carveout` (so the
+/// table walk fails), since v4.20 in `rproc_alloc_carveout`, called from
+/// `rproc_alloc_registered_carveouts` after the walk.
+fn check_alloc(i: usize, c: &Carveout, era: KernelEra) -> Result<()> {
     if c.len == 0 {
+        let name = c.name.escape_debug();
+        let then = if era.parse_time_alloc() {
+            "then \"Failed to process resources: -12\" and \"Boot failed: -12\"".to_string()
+        } else {
+            format!(
+                "then \"Unable to allocate carveout {name}: -12\", \"Failed to allocate \
+                 associated carveouts: -12\" and \"Boot failed: -12\""
+            )
+        };
         return Err(kernel(
             "failed to allocate dma memory: len 0x0",
             ENOMEM,
-            format!(
-                "carveout entry {i} \"{}\" has len 0; then \"Unable to allocate carveout {}: -12\" \
-                 and \"Boot failed: -12\"",
-                c.name.escape_debug(),
-                c.name.escape_debug()
-            ),
+            format!("carveout entry {i} \"{name}\" has len 0; {then}"),
         ));
     }
     Ok(())
@@ -920,12 +1042,15 @@ fn load_segments(
         }
         let at = format!("program header #{i}");
         if p.p_memsz == 0 {
+            // `|| !memsz`: "[PATCH V2 1/2] remoteproc: elf_loader: skip segment with memsz as
+            // zero" (Peng Fan, Apr 2022), first in v5.19. Before it rproc_da_to_va(da, 0) had
+            // to find a carveout holding da.
             let inside = in_one_carveout(carveouts, p.p_paddr, 0);
-            if era == KernelEra::Newest {
+            if era.skips_empty_loads() {
                 if !inside {
                     w.push(format!(
                         "{at} is an empty PT_LOAD at {:#010x} outside every carveout: skipped by \
-                         v5.7+ kernels, refused by older ones (bad phdr da)",
+                         v5.19+ kernels, refused by older ones (bad phdr da)",
                         p.p_paddr
                     ));
                 }
@@ -1853,7 +1978,7 @@ pub(crate) mod tests {
             assert_eq!(l.provenance, None);
             assert!(l.warnings.is_empty(), "{:?}", l.warnings);
             // All eras and both profiles accept it (carveout 64 KiB at an 8 KiB-aligned KUSEG da).
-            for era in [KernelEra::Pre57, KernelEra::Old4x] {
+            for era in KernelEra::ALL {
                 run(&built.bytes, era).unwrap();
             }
             for p in [Profile::MipsRproc, Profile::Fixed] {
@@ -1931,7 +2056,7 @@ pub(crate) mod tests {
     #[test]
     fn case01_too_small() {
         let b = good(Endian::Little).build().bytes;
-        for era in [KernelEra::Newest, KernelEra::Pre57, KernelEra::Old4x] {
+        for era in KernelEra::ALL {
             kerr(run(&b[..51], era), "Image is too small", 22);
             kerr(run(&[], era), "Image is too small", 22);
         }
@@ -1977,6 +2102,10 @@ pub(crate) mod tests {
         x[4] = 0x80;
         kerr(run(&x, KernelEra::Old4x), "Unsupported class: -128", 22);
         kerr(run(&x, KernelEra::Newest), "Unsupported class: 128", 22);
+        // v5.7 - v6.1 check the class in the new order but still print a signed char.
+        for era in [KernelEra::V61, KernelEra::V519, KernelEra::V57] {
+            kerr(run(&x, era), "Unsupported class: -128", 22);
+        }
     }
 
     #[test]
@@ -2203,18 +2332,19 @@ pub(crate) mod tests {
                 flags: 6,
             });
             let b = elf.build().bytes;
-            let l = run(&b, KernelEra::Newest).unwrap();
-            assert_eq!(l.image.segments.len(), 1);
-            assert!(
-                l.warnings.iter().any(|w| w.contains("empty PT_LOAD")),
-                "{:?}",
-                l.warnings
-            );
-            kerr(
-                run(&b, KernelEra::Pre57),
-                "bad phdr da 0x20000000 mem 0x0",
-                22,
-            );
+            // Skipped from v5.19 (`|| !memsz`), translated and refused before.
+            for era in [KernelEra::Newest, KernelEra::V61, KernelEra::V519] {
+                let l = run(&b, era).unwrap();
+                assert_eq!(l.image.segments.len(), 1);
+                assert!(
+                    l.warnings.iter().any(|w| w.contains("empty PT_LOAD")),
+                    "{:?}",
+                    l.warnings
+                );
+            }
+            for era in [KernelEra::V57, KernelEra::Pre57] {
+                kerr(run(&b, era), "bad phdr da 0x20000000 mem 0x0", 22);
+            }
             kerr(
                 run(&b, KernelEra::Old4x),
                 "bad phdr da 0x20000000 mem 0x0",
@@ -2472,12 +2602,29 @@ pub(crate) mod tests {
                 "too many vrings: 3",
                 22,
             );
+            // A bad vring fails the boot up to v6.0; from v6.1 the virtio probe refuses it
+            // and the boot goes on.
             let qsz = with(e, &[cv.clone(), vdev(e, &[(0x1000, 0), (0x1000, 4)], 0, 0)]);
-            kerr(
-                run(&qsz.build().bytes, KernelEra::Newest),
-                "invalid qsz (0) or alignment (4096)",
-                22,
-            );
+            let qsz = qsz.build().bytes;
+            for era in [
+                KernelEra::V519,
+                KernelEra::V57,
+                KernelEra::Pre57,
+                KernelEra::Old4x,
+            ] {
+                kerr(run(&qsz, era), "invalid qsz (0) or alignment (4096)", 22);
+            }
+            for era in [KernelEra::Newest, KernelEra::V61] {
+                let l = run(&qsz, era).unwrap();
+                assert!(
+                    l.warnings
+                        .iter()
+                        .any(|w| w.starts_with("invalid qsz (0) or alignment (4096)")
+                            && w.contains("rproc-virtio probe")),
+                    "{:?}",
+                    l.warnings
+                );
+            }
             let mut v = vdev(e, &[(0x1000, 4)], 0, 0);
             v[4 + 22] = 1;
             let res = with(e, &[cv.clone(), v]);
@@ -2508,7 +2655,78 @@ pub(crate) mod tests {
                 "vring rsc has non zero reserved bytes",
                 22,
             );
+            // 4.x checks the reserved word before the queue size.
+            let mut v = vdev(e, &[(0x1000, 0)], 0, 0);
+            v[28 + 16..28 + 20].copy_from_slice(&e.u32_bytes(5));
+            let both = with(e, &[cv.clone(), v]).build().bytes;
+            kerr(
+                run(&both, KernelEra::Old4x),
+                "vring rsc has non zero reserved bytes",
+                22,
+            );
+            kerr(
+                run(&both, KernelEra::Pre57),
+                "invalid qsz (0) or alignment (4096)",
+                22,
+            );
         }
+    }
+
+    #[test]
+    fn old4x_translates_traces_in_table_order() {
+        for e in BOTH {
+            let cv = carveout(e, BASE, 0x10000, "fw");
+            let tr = trace(e, BASE + 0x8000, 0x1000, "trace");
+            // Trace first: its carveout is not allocated yet in 4.x.
+            let b = with(e, &[tr.clone(), cv.clone()]).build().bytes;
+            let d = kerr(
+                run(&b, KernelEra::Old4x),
+                "erroneous trace resource entry",
+                22,
+            );
+            assert!(d.contains("Failed to process resources: -22"), "{d}");
+            for era in [KernelEra::Newest, KernelEra::Pre57] {
+                let l = run(&b, era).unwrap();
+                assert!(
+                    l.warnings
+                        .iter()
+                        .any(|w| w.contains("follows other entries")),
+                    "{:?}",
+                    l.warnings
+                );
+            }
+            // Carveout first: accepted by every era.
+            let b = with(e, &[cv.clone(), tr]).build().bytes;
+            for era in KernelEra::ALL {
+                run(&b, era).unwrap();
+            }
+            // Outside every carveout: refused while parsing in 4.x, when trace0 is read later.
+            let out = trace(e, 0x3000_0000, 0x1000, "trace");
+            let b = with(e, &[cv, out]).build().bytes;
+            kerr(
+                run(&b, KernelEra::Old4x),
+                "erroneous trace resource entry",
+                22,
+            );
+            ferr(run(&b, KernelEra::Newest), "reading it fails");
+        }
+    }
+
+    #[test]
+    fn eras_are_ordered_and_named() {
+        assert_eq!(KernelEra::ALL[0], KernelEra::default());
+        let v: Vec<&str> = KernelEra::ALL.iter().map(|e| e.versions()).collect();
+        assert_eq!(
+            v,
+            [
+                "v6.2+",
+                "v6.1",
+                "v5.19 - v6.0",
+                "v5.7 - v5.18",
+                "v4.20 - v5.6",
+                "v4.10 - v4.19"
+            ]
+        );
     }
 
     #[test]
@@ -2544,7 +2762,8 @@ pub(crate) mod tests {
                     other(512),
                 ],
             );
-            let l = run(&elf.build().bytes, KernelEra::Newest).unwrap();
+            let b = elf.build().bytes;
+            let l = run(&b, KernelEra::Newest).unwrap();
             assert_eq!(
                 l.warnings,
                 [
@@ -2554,6 +2773,24 @@ pub(crate) mod tests {
                     "unsupported vendor resource 128",
                     "unsupported vendor resource 512"
                 ]
+            );
+            // No vendor range before v5.3.
+            let l = run(&b, KernelEra::Old4x).unwrap();
+            assert_eq!(
+                l.warnings,
+                [
+                    "unsupported resource 5",
+                    "unsupported resource 200",
+                    "unsupported resource 600",
+                    "unsupported resource 128",
+                    "unsupported resource 512"
+                ]
+            );
+            let l = run(&b, KernelEra::Pre57).unwrap();
+            assert!(
+                l.warnings[1].starts_with("unsupported vendor resource 200 (v5.3 - v5.6; v4.20 - v5.2 print \"unsupported resource 200\")"),
+                "{:?}",
+                l.warnings
             );
             assert_eq!(
                 l.table.entries[1],
@@ -2602,7 +2839,21 @@ pub(crate) mod tests {
                 "failed to allocate dma memory: len 0x0",
                 12,
             );
-            assert!(d.contains("Unable to allocate carveout empty: -12"), "{d}");
+            assert!(
+                d.contains("then \"Unable to allocate carveout empty: -12\", \"Failed to allocate associated carveouts: -12\" and \"Boot failed: -12\""),
+                "{d}"
+            );
+            // 4.x allocates while parsing: the table walk fails.
+            let d = kerr(
+                run(&b, KernelEra::Old4x),
+                "failed to allocate dma memory: len 0x0",
+                12,
+            );
+            assert!(
+                d.contains("then \"Failed to process resources: -12\" and \"Boot failed: -12\""),
+                "{d}"
+            );
+            assert!(!d.contains("associated"), "{d}");
         }
     }
 

@@ -1,7 +1,7 @@
-//! Lantiq/Intel xRX specifics (spec §3.3, §3.6, §6): the IFX_VPE_EXT loader patch
-//! (`vpe1_load_addr`, `vpe1_mem`, the missing-symbol fallback) and the VMMC voice firmware
-//! images that `drv_mps_vmmc` (`ifx_mps_download_firmware`, `drv_mps_vmmc_ar9.c`) loaded at
-//! `vpe1_load_addr` and started with `vpe1_sw_start(KSEG1(base), 0, 0)`.
+//! Lantiq/Intel xRX VMMC voice firmware images (spec §6.4): what `drv_mps_vmmc`
+//! (`ifx_mps_download_firmware`, `drv_mps_vmmc_ar9.c`) loaded at `vpe1_load_addr` and started
+//! with `vpe1_sw_start(KSEG1(base), 0, 0)`. The Lantiq `/dev/vpe1` loader variant is
+//! [`crate::legacy::lantiq`].
 //!
 //! A voice image is raw code with a 28-byte footer (`FW_image_ftr_t`, 7 words in the SoC's
 //! byte order): `crc32`, `st_addr_crc`, `en_addr_crc`, `fw_vers` (bits 11:8 = platform),
@@ -18,7 +18,8 @@ use serde::Serialize;
 use crate::elf::Endian;
 use crate::error::{Error, Result};
 use crate::image::{Image, InputKind, Segment, Warning};
-use crate::legacy::{MSG_NO_SHARED, P_SIZE_TOM};
+use crate::legacy::lantiq::{kseg1, physical};
+use crate::legacy::P_SIZE_TOM;
 
 /// `FW_MAGIC_NUM` (drv_mps_vmmc_device.h): the footer's `magic` word of the new format.
 pub const VOICE_MAGIC: u32 = 0xCC12_3456;
@@ -40,80 +41,6 @@ pub const MSG_PLATFORM: &str = "Firmware does not match to this platform.";
 pub const MSG_NO_SIZE: &str = "warning, image does not contain size - assuming 1MB!";
 pub const MSG_BASE_INVALID: &str = "IFX_MPS: CPU1 base address is invalid!";
 pub const MSG_BASE_ALIGN: &str = "IFX_MPS: CPU1 base address is not 1MB aligned!";
-
-/// `KSEG1ADDR(a)`: the uncached alias of a KSEG0/physical address.
-pub fn kseg1(addr: u32) -> u32 {
-    0xa000_0000 | (addr & 0x1fff_ffff)
-}
-
-/// Physical address of a KSEG0/KSEG1 address (`CPHYSADDR`); other addresses unchanged.
-pub fn physical(addr: u32) -> u32 {
-    if (0x8000_0000..0xc000_0000).contains(&addr) {
-        addr & 0x1fff_ffff
-    } else {
-        addr
-    }
-}
-
-// ---- the IFX_VPE_EXT loader patch (ELF images through /dev/vpe1) ------------------------------
-
-/// The Lantiq-patched `/dev/vpe1` loader (OpenWrt `0019-MIPS-lantiq-adds-VPE-extensions.patch`,
-/// kernel parameters `vpe1_load_addr=` and `vpe1_mem=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct LantiqLoader {
-    /// `vpe1_load_addr` (KSEG0): where `alloc_progmem` places an ET_REL image.
-    pub vpe1_load_addr: u32,
-    /// `vpe1_mem`: the `/dev/vpe1` buffer size (write limit) and the voice memory limit.
-    pub vpe1_mem: u32,
-    /// Reproduce the patch's quirk that a missing `vpe_shared` alone overrides a present
-    /// `__start` (true, the default); false = `--entry __start`.
-    pub entry_override: bool,
-}
-
-/// `find_vpe_symbols` and what `vpe_elfload` did with its result, mainline or Lantiq-patched
-/// (spec §3.6): the entry point, or `NoStart`. Pushes the warnings the loader printed (and,
-/// for the Lantiq fallback, a loud one the loader never printed).
-pub(crate) fn vpe_entry(
-    lantiq: Option<&LantiqLoader>,
-    start: u32,
-    shared: u32,
-    warnings: &mut Vec<Warning>,
-) -> Result<u32> {
-    let fallback = lantiq.filter(|l| l.vpe1_load_addr != 0 && (start == 0 || shared == 0));
-    match fallback {
-        // "if (find_vpe_symbols(...) < 0) { if (vpe1_load_addr) { v->__start =
-        // KSEG1ADDR(vpe1_load_addr); return 0; } ... }"
-        Some(l) if start == 0 || l.entry_override => {
-            let entry = kseg1(l.vpe1_load_addr);
-            let why = if start == 0 {
-                "the program has no __start symbol".to_string()
-            } else {
-                format!(
-                    "the program has __start at {start:#010x} but no vpe_shared symbol, so __start is IGNORED (pass --entry __start to start there instead)"
-                )
-            };
-            warnings.push(Warning::new(format!(
-                "LANTIQ LOADER QUIRK: {why}; the Lantiq-patched loader (IFX_VPE_EXT) starts it at KSEG1(vpe1_load_addr) = {entry:#010x}, the first byte at vpe1_load_addr {:#010x}, uncached, and prints nothing; vpe_shared is unset (RTLX unusable)",
-                l.vpe1_load_addr
-            )));
-            Ok(entry)
-        }
-        Some(_) => {
-            warnings.push(Warning::new(MSG_NO_SHARED));
-            warnings.push(Warning::new(format!(
-                "--entry __start: starting at __start {start:#010x}; the Lantiq-patched loader would have started at KSEG1(vpe1_load_addr) because vpe_shared is missing"
-            )));
-            Ok(start)
-        }
-        None if start == 0 => Err(Error::NoStart),
-        None => {
-            if shared == 0 {
-                warnings.push(Warning::new(MSG_NO_SHARED));
-            }
-            Ok(start)
-        }
-    }
-}
 
 // ---- voice firmware -------------------------------------------------------------------------
 
@@ -269,17 +196,111 @@ pub enum VoiceFormat {
     Old,
 }
 
-/// The outcome of the CRC comparison.
+/// `ifx_mps_fw_crc32` (drv_mps_vmmc_common.c) covers the reset vector and then the CRC range:
+/// `crc = ifx_mps_calc_crc32(0xffffffff, base, 8, IFX_FALSE);`
+/// `crc = ifx_mps_calc_crc32(~crc, base + st_addr_crc, en_addr_crc - st_addr_crc, IFX_TRUE);`
+/// (the exception area between is skipped: the firmware writes it at run time). The
+/// polynomial is 0x04C11DB7 (`POLY`, drv_mps_vmmc_crc32.h, table-driven); the body of
+/// `ifx_mps_calc_crc32` (bit order, what the flag does, the final inversion) is not public. These
+/// are the readings of those two calls we compute; [`CrcCheck`] says which one matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrcVariant {
+    /// One CRC-32/IEEE (reflected, init and final XOR 0xffffffff: zlib's) over both parts.
+    Ieee,
+    /// CRC-32/BZIP2 (MSB first, init and final XOR 0xffffffff) over both parts.
+    Bzip2,
+    /// CRC-32/JAMCRC (reflected, init 0xffffffff, no final XOR) over both parts.
+    Jamcrc,
+    /// CRC-32/MPEG-2 (MSB first, init 0xffffffff, no final XOR) over both parts.
+    Mpeg2,
+    /// Literal reading, reflected: `calc(init, …, final)` starts from `init` and inverts at
+    /// the end only when `final`, so the register is inverted between the two calls.
+    ChainedReflected,
+    /// The same literal reading, MSB first.
+    ChainedMsbFirst,
+    /// zlib-style `calc` (inverts `init` on entry, and at the end when `final`), reflected:
+    /// the first call then starts from 0.
+    ZlibStyleReflected,
+    /// zlib-style `calc`, MSB first.
+    ZlibStyleMsbFirst,
+}
+
+impl CrcVariant {
+    /// Every variant, in the order they are tried (the first one is what we write).
+    pub const ALL: [CrcVariant; 8] = [
+        CrcVariant::Ieee,
+        CrcVariant::Bzip2,
+        CrcVariant::Jamcrc,
+        CrcVariant::Mpeg2,
+        CrcVariant::ChainedReflected,
+        CrcVariant::ChainedMsbFirst,
+        CrcVariant::ZlibStyleReflected,
+        CrcVariant::ZlibStyleMsbFirst,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CrcVariant::Ieee => "crc32-ieee",
+            CrcVariant::Bzip2 => "crc32-bzip2",
+            CrcVariant::Jamcrc => "crc32-jamcrc",
+            CrcVariant::Mpeg2 => "crc32-mpeg2",
+            CrcVariant::ChainedReflected => "chained-reflected",
+            CrcVariant::ChainedMsbFirst => "chained-msb-first",
+            CrcVariant::ZlibStyleReflected => "zlib-style-reflected",
+            CrcVariant::ZlibStyleMsbFirst => "zlib-style-msb-first",
+        }
+    }
+
+    /// The CRC over `head` (`[0, 8)`) then `range` (`[st_addr_crc, en_addr_crc)`).
+    pub fn compute(self, head: &[u8], range: &[u8]) -> u32 {
+        let (r, m) = (reg_reflected, reg_msb_first);
+        match self {
+            CrcVariant::Ieee => !r(r(!0, head), range),
+            CrcVariant::Bzip2 => !m(m(!0, head), range),
+            CrcVariant::Jamcrc => r(r(!0, head), range),
+            CrcVariant::Mpeg2 => m(m(!0, head), range),
+            CrcVariant::ChainedReflected => !r(!r(!0, head), range),
+            CrcVariant::ChainedMsbFirst => !m(!m(!0, head), range),
+            CrcVariant::ZlibStyleReflected => !r(r(0, head), range),
+            CrcVariant::ZlibStyleMsbFirst => !m(m(0, head), range),
+        }
+    }
+}
+
+/// One variant's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CrcValue {
+    pub variant: CrcVariant,
+    pub value: u32,
+}
+
+/// The outcome of the CRC comparison over the driver's coverage (`[0, 8)` then
+/// `[st_addr_crc, en_addr_crc)`, see [`CrcVariant`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CrcCheck {
-    /// Unencrypted image: CRC-32 over the range equals the footer's `crc32`.
-    Match { value: u32 },
-    /// Unencrypted image: they differ (the driver: `MPS: FW checksum error: img=0x%08x
-    /// calc=0x%08x`).
-    Mismatch { stored: u32, computed: u32 },
+    /// Unencrypted image: `variant` (the first that does) equals the footer's `crc32`.
+    Match { variant: CrcVariant, value: u32 },
+    /// Unencrypted image: no variant matches (the driver: `MPS: FW checksum error:
+    /// img=0x%08x calc=0x%08x`); every variant's value.
+    Mismatch {
+        stored: u32,
+        computed: Vec<CrcValue>,
+    },
     /// Not computed (encrypted image, or a range outside the image); `reason` says why.
     NotComputed { reason: String },
+}
+
+/// What a CRC mismatch of an unencrypted voice image does (`--voice-crc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VoiceCrcPolicy {
+    /// The upstream AR9/xRX100 drivers: `return IFX_ERROR`, the download fails.
+    #[default]
+    Fatal,
+    /// OpenWrt's `500-ar9_vr9.patch` (and the Falcon copy): the message only.
+    Warn,
 }
 
 /// What the voice driver made of an image (before the load-address and memory checks).
@@ -315,6 +336,8 @@ pub struct Voice {
 /// How to load a voice image (the driver's environment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VoiceOptions {
+    /// A CRC mismatch refuses the image (upstream) or only warns (OpenWrt).
+    pub crc: VoiceCrcPolicy,
     /// `vpe1_load_addr` (KSEG0, e.g. `0x83e00000`).
     pub load_addr: u32,
     /// `vpe1_mem`; `None` = what `vpe1_get_max_mem()` returns without it (`P_SIZE` of a
@@ -349,6 +372,20 @@ fn voice_err(message: &str, detail: String) -> Error {
 
 /// CRC-32 (IEEE 802.3, reflected, init and final XOR `0xffffffff`, as zlib's `crc32`).
 pub fn crc32(bytes: &[u8]) -> u32 {
+    !reg_reflected(!0, bytes)
+}
+
+/// The CRC a voice image's footer should carry for `[0, 8)` then `[st, en)` of `image`, in
+/// the variant we write ([`CrcVariant::Ieee`]); `None` if the range is outside the image.
+pub fn voice_crc32(image: &[u8], st: u32, en: u32) -> Option<u32> {
+    let head = image.get(..8)?;
+    let range = image.get(st as usize..en as usize)?;
+    Some(CrcVariant::Ieee.compute(head, range))
+}
+
+/// The register of a reflected CRC with polynomial 0x04C11DB7 (0xEDB88320 reversed) after
+/// `bytes`, from `c`, without any inversion.
+fn reg_reflected(c: u32, bytes: &[u8]) -> u32 {
     static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
     let t = TABLE.get_or_init(|| {
         let mut t = [0u32; 256];
@@ -365,8 +402,31 @@ pub fn crc32(bytes: &[u8]) -> u32 {
         }
         t
     });
-    !bytes.iter().fold(!0u32, |c, &b| {
+    bytes.iter().fold(c, |c, &b| {
         t[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8)
+    })
+}
+
+/// The register of an MSB-first CRC with polynomial 0x04C11DB7 after `bytes`, from `c`.
+fn reg_msb_first(c: u32, bytes: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = (i as u32) << 24;
+            for _ in 0..8 {
+                c = if c & 0x8000_0000 != 0 {
+                    0x04c1_1db7 ^ (c << 1)
+                } else {
+                    c << 1
+                };
+            }
+            *e = c;
+        }
+        t
+    });
+    bytes.iter().fold(c, |c, &b| {
+        t[(((c >> 24) ^ u32::from(b)) & 0xff) as usize] ^ (c << 8)
     })
 }
 
@@ -466,11 +526,12 @@ pub fn parse_voice(bytes: &[u8], endian: Option<Endian>, old_format: bool) -> Re
         }
     };
     let mbox_layout2 = format == VoiceFormat::New && footer.enc & FW_ENC_MBOX_LAYOUT_2 != 0;
-    let range_ok = crc_start <= crc_end && crc_end <= copy_len;
+    // The driver also reads [0, 8) (the reset vector).
+    let range_ok = crc_start <= crc_end && crc_end <= copy_len && copy_len >= 8;
     let crc = if !range_ok {
         CrcCheck::NotComputed {
             reason: format!(
-                "CRC range [{crc_start:#x}, {crc_end:#x}) lies outside the {copy_len:#x}-byte image"
+                "CRC coverage [0x0, 0x8) + [{crc_start:#x}, {crc_end:#x}) lies outside the {copy_len:#x}-byte image"
             ),
         }
     } else if format == VoiceFormat::Old {
@@ -482,19 +543,30 @@ pub fn parse_voice(bytes: &[u8], endian: Option<Endian>, old_format: bool) -> Re
             reason: "encrypted: the driver checks the CRC after the on-chip ROM decrypted the image; the algorithm over decrypted data is unconfirmed".into(),
         }
     } else {
-        let computed = crc32(&bytes[crc_start as usize..crc_end as usize]);
-        if computed == footer.crc32 {
-            CrcCheck::Match { value: computed }
-        } else {
-            CrcCheck::Mismatch {
+        let (head, range) = (&bytes[..8], &bytes[crc_start as usize..crc_end as usize]);
+        let computed: Vec<CrcValue> = CrcVariant::ALL
+            .iter()
+            .map(|&variant| CrcValue {
+                variant,
+                value: variant.compute(head, range),
+            })
+            .collect();
+        match computed.iter().find(|c| c.value == footer.crc32) {
+            Some(c) => CrcCheck::Match {
+                variant: c.variant,
+                value: c.value,
+            },
+            None => CrcCheck::Mismatch {
                 stored: footer.crc32,
                 computed,
-            }
+            },
         }
     };
-    if let CrcCheck::Mismatch { stored, computed } = crc {
+    if let CrcCheck::Mismatch { stored, computed } = &crc {
         warnings.push(format!(
-            "MPS: FW checksum error: img={stored:#010x} calc={computed:#010x} (assuming CRC-32/IEEE over [{crc_start:#x}, {crc_end:#x}); the driver's ifx_mps_fw_crc32 body was not available to confirm the algorithm)"
+            "{} ({})",
+            crc_message(*stored, computed),
+            crc_detail(computed, crc_start, crc_end)
         ));
     }
     Ok(Voice {
@@ -513,6 +585,23 @@ pub fn parse_voice(bytes: &[u8], endian: Option<Endian>, old_format: bool) -> Re
         crc,
         warnings,
     })
+}
+
+/// The driver's line for a mismatch, with our first variant as `calc`.
+fn crc_message(stored: u32, computed: &[CrcValue]) -> String {
+    let calc = computed.first().map_or(0, |c| c.value);
+    format!("MPS: FW checksum error: img={stored:#010x} calc={calc:#010x}")
+}
+
+fn crc_detail(computed: &[CrcValue], st: u32, en: u32) -> String {
+    let all: Vec<String> = computed
+        .iter()
+        .map(|c| format!("{} {:#010x}", c.variant.name(), c.value))
+        .collect();
+    format!(
+        "over [0x0, 0x8) + [{st:#x}, {en:#x}) as ifx_mps_fw_crc32 covers it, no CRC-32 variant matches: {}; the body of ifx_mps_calc_crc32 is not public",
+        all.join(", ")
+    )
 }
 
 /// `ifx_mps_download_firmware` up to `vpe1_sw_start`, in the driver's order: footer, platform,
@@ -575,6 +664,16 @@ pub fn load_voice(bytes: &[u8], opts: &VoiceOptions) -> Result<(Voice, Image)> {
             ),
         ));
     }
+    if let (CrcCheck::Mismatch { stored, computed }, VoiceCrcPolicy::Fatal) = (&v.crc, opts.crc) {
+        // Upstream AR9/xRX100: "return IFX_ERROR" after the message.
+        return Err(voice_err(
+            &crc_message(*stored, computed),
+            format!(
+                "{}; the upstream driver refuses the download, OpenWrt's only warns: --voice-crc warn to convert anyway",
+                crc_detail(computed, v.crc_start, v.crc_end)
+            ),
+        ));
+    }
     let mut warnings: Vec<Warning> = v.warnings.iter().map(Warning::new).collect();
     if !(0x8000_0000..0xa000_0000).contains(&opts.load_addr) {
         warnings.push(Warning::new(format!(
@@ -633,8 +732,11 @@ pub fn decrypt_len(v: &Voice) -> u32 {
 pub fn note_fields(v: &Voice, load_addr: u32) -> Vec<(String, String)> {
     let f = &v.footer;
     let crc = match &v.crc {
-        CrcCheck::Match { .. } => "match".to_string(),
-        CrcCheck::Mismatch { computed, .. } => format!("mismatch (computed {computed:#010x})"),
+        CrcCheck::Match { variant, .. } => format!("match ({})", variant.name()),
+        CrcCheck::Mismatch { computed, .. } => format!(
+            "mismatch (computed {:#010x})",
+            computed.first().map_or(0, |c| c.value)
+        ),
         CrcCheck::NotComputed { .. } => "not computed".to_string(),
     };
     [
@@ -699,6 +801,79 @@ mod tests {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
     }
 
+    /// The standard check values ("123456789") of the named variants, and the driver's
+    /// coverage: the reset vector, then the range, skipping what lies between.
+    #[test]
+    fn crc_variants_over_the_driver_coverage() {
+        let whole = b"123456789";
+        let (head, range) = (&whole[..8], &whole[8..]);
+        assert_eq!(CrcVariant::Ieee.compute(head, range), 0xcbf4_3926);
+        assert_eq!(CrcVariant::Bzip2.compute(head, range), 0xfc89_1918);
+        assert_eq!(CrcVariant::Jamcrc.compute(head, range), 0x340b_c6d9);
+        assert_eq!(CrcVariant::Mpeg2.compute(head, range), 0x0376_e6e7);
+        // The chained readings invert the register between the parts: not the same.
+        assert_ne!(
+            CrcVariant::ChainedReflected.compute(head, range),
+            0xcbf4_3926
+        );
+        // [0, 8) + [st, en): the bytes between are not covered.
+        let mut img: Vec<u8> = (0..0x80u8).collect();
+        let c = voice_crc32(&img, 0x40, 0x80).unwrap();
+        img[0x20] ^= 0xff; // between: ignored
+        assert_eq!(voice_crc32(&img, 0x40, 0x80), Some(c));
+        img[3] ^= 0xff; // reset vector: covered
+        assert_ne!(voice_crc32(&img, 0x40, 0x80), Some(c));
+        assert_eq!(voice_crc32(&img, 0x40, 0x81), None);
+    }
+
+    #[test]
+    fn each_variant_is_recognised_and_a_mismatch_follows_the_policy() {
+        let e = Endian::Big;
+        let payload: Vec<u8> = (0..0x100).map(|i| (i * 7 + 3) as u8).collect();
+        let mut f = good(0x100);
+        f.st_addr_crc = 0x24; // after the reset vector and an exception area
+        for v in CrcVariant::ALL {
+            f.crc32 = v.compute(&payload[..8], &payload[0x24..0x100]);
+            let mut b = payload.clone();
+            b.extend_from_slice(&f.encode(e));
+            let got = parse_voice(&b, None, false).unwrap().crc;
+            assert_eq!(
+                got,
+                CrcCheck::Match {
+                    variant: v,
+                    value: f.crc32
+                },
+                "{v:?}"
+            );
+        }
+        // The range alone (what the model did before) is not the driver's coverage.
+        f.crc32 = crc32(&payload[0x24..0x100]);
+        let mut b = payload.clone();
+        b.extend_from_slice(&f.encode(e));
+        let v = parse_voice(&b, None, false).unwrap();
+        assert!(matches!(v.crc, CrcCheck::Mismatch { .. }), "{:?}", v.crc);
+        let mut opts = VoiceOptions {
+            crc: VoiceCrcPolicy::Fatal,
+            load_addr: 0x83e0_0000,
+            vpe1_mem: Some(0x20_0000),
+            platform: None,
+            endian: None,
+            old_format: false,
+        };
+        let err = load_voice(&b, &opts).unwrap_err().to_string();
+        assert!(err.starts_with("MPS: FW checksum error: img="), "{err}");
+        assert!(err.contains("--voice-crc warn"), "{err}");
+        opts.crc = VoiceCrcPolicy::Warn;
+        let (_, img) = load_voice(&b, &opts).unwrap();
+        assert!(
+            img.warnings
+                .iter()
+                .any(|w| w.message.starts_with("MPS: FW checksum error")),
+            "{:?}",
+            img.warnings
+        );
+    }
+
     #[test]
     fn mem_check_byte_matches_the_driver_formula() {
         // mem 0x00100000: bytes 0x10, 0x00, 0x00 → ~0x10 & 0xff = 0xef.
@@ -712,9 +887,10 @@ mod tests {
         for e in [Endian::Big, Endian::Little] {
             let mut f = good(0x100);
             let b0 = image(0x100, f, e);
-            f.crc32 = crc32(&b0[..0x100]);
+            f.crc32 = voice_crc32(&b0, 0, 0x100).unwrap();
             let b = image(0x100, f, e);
             let opts = VoiceOptions {
+                crc: VoiceCrcPolicy::Fatal,
                 load_addr: 0x83e0_0000,
                 vpe1_mem: Some(0x20_0000),
                 platform: Some(Platform::Xrx200),
@@ -735,6 +911,7 @@ mod tests {
     fn cases_36_to_38_and_memory() {
         let e = Endian::Big;
         let mut opts = VoiceOptions {
+            crc: VoiceCrcPolicy::Warn,
             load_addr: 0x83e0_0000,
             vpe1_mem: Some(0x20_0000),
             platform: Some(Platform::Xrx200),
@@ -795,39 +972,5 @@ mod tests {
             let _ = parse_voice(&b, None, true);
             let _ = parse_voice(&b, Some(Endian::Little), false);
         }
-    }
-
-    #[test]
-    fn lantiq_entry_rules() {
-        let l = LantiqLoader {
-            vpe1_load_addr: 0x83e0_0000,
-            vpe1_mem: 0x20_0000,
-            entry_override: true,
-        };
-        let mut w = Vec::new();
-        // Both present: __start.
-        assert_eq!(
-            vpe_entry(Some(&l), 0x83e0_0040, 0x83e0_1000, &mut w),
-            Ok(0x83e0_0040)
-        );
-        assert!(w.is_empty());
-        // No __start: KSEG1(vpe1_load_addr) instead of NoStart.
-        assert_eq!(vpe_entry(Some(&l), 0, 0x83e0_1000, &mut w), Ok(0xa3e0_0000));
-        // The quirk: missing vpe_shared overrides a present __start.
-        w.clear();
-        assert_eq!(vpe_entry(Some(&l), 0x83e0_0040, 0, &mut w), Ok(0xa3e0_0000));
-        assert!(w[0].message.contains("IGNORED"), "{w:?}");
-        // --entry __start.
-        let keep = LantiqLoader {
-            entry_override: false,
-            ..l
-        };
-        assert_eq!(
-            vpe_entry(Some(&keep), 0x83e0_0040, 0, &mut w),
-            Ok(0x83e0_0040)
-        );
-        assert_eq!(vpe_entry(Some(&keep), 0, 0, &mut w), Ok(0xa3e0_0000));
-        // Mainline.
-        assert_eq!(vpe_entry(None, 0, 5, &mut w), Err(Error::NoStart));
     }
 }
