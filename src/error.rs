@@ -122,6 +122,16 @@ pub enum Error {
     #[error("{message}{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
     Voice { message: String, detail: String },
 
+    // ---- SP memory and the emulated core (spmem, emu) -------------------------------------
+    /// An SP memory access outside the memory the firmware has (not inside one carveout).
+    #[error("SP memory access of {len} bytes at {da:#010x}: {reason}")]
+    SpMemory { da: u32, len: usize, reason: String },
+
+    /// The emulated core could not be set up (or the build has no emulator); `message` says
+    /// what and where.
+    #[error("{message}")]
+    Emulator { message: String },
+
     // ---- conversion -----------------------------------------------------------------------
     /// A request the converter cannot honour (bad option combination, address out of range).
     #[error("{message}")]

@@ -10,6 +10,8 @@
 
 pub mod convert;
 pub mod elf;
+#[cfg(feature = "emulate")]
+pub mod emu;
 pub mod error;
 pub mod image;
 pub mod inspect;
@@ -18,6 +20,7 @@ pub mod legacy;
 pub mod memory;
 pub mod remoteproc;
 pub mod rproc;
+pub mod spmem;
 pub mod synth;
 
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 
 mod batch;
 mod cli;
+mod run;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,12 @@ enum CliError {
     OutputIsInput { path: PathBuf },
     #[error("not every image converted: {summary}")]
     BatchIncomplete { summary: String },
+    /// The program ran and ended with this status (`run`); nothing more to say.
+    #[error("exit status {code}")]
+    ProgramExit { code: u8 },
+    /// The emulated core faulted: the summary line, then the registers.
+    #[error("fault: {summary}\n{regs}")]
+    Fault { summary: String, regs: String },
     #[error("{path}: not equivalent to {old}: {summary}")]
     NotEquivalent {
         path: PathBuf,
@@ -59,6 +66,7 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::ProgramExit { code }) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
@@ -184,6 +192,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 })
             }
         }
+        Some(Cmd::Run(args)) => run::run(&args),
         Some(Cmd::Man { dir }) => {
             let cmd = Cli::command();
             std::fs::create_dir_all(&dir).map_err(|source| CliError::Write {
@@ -276,7 +285,7 @@ fn legacy_for_verify(
     Ok(convert::load_legacy(old, base, semantics)?)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|source| CliError::Read {
         path: path.to_owned(),
         source,
