@@ -41,9 +41,11 @@ enum CliError {
     #[error("not every image converted: {summary}")]
     BatchIncomplete { summary: String },
     /// The program ran and ended with this status (`run`); nothing more to say.
+    #[cfg_attr(not(feature = "emulate"), allow(dead_code))]
     #[error("exit status {code}")]
     ProgramExit { code: u8 },
     /// The emulated core faulted: the summary line, then the registers.
+    #[cfg_attr(not(feature = "emulate"), allow(dead_code))]
     #[error("fault: {summary}\n{regs}")]
     Fault { summary: String, regs: String },
     #[error("{path}: not equivalent to {old}: {summary}")]
