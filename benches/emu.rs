@@ -10,7 +10,11 @@ use vpe::rproc::check;
 use vpe::spmem::SpMemory;
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/bin/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/bin/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn quiet() -> vpe::emu::Output {
@@ -54,15 +58,23 @@ fn main() {
         semantics: vpe::image::RelocSemantics::Legacy,
         ..Default::default()
     };
-    let feat = vpe::convert::convert(&fixture("features.be.o"), &opts).unwrap().loaded;
+    let feat = vpe::convert::convert(&fixture("features.be.o"), &opts)
+        .unwrap()
+        .loaded;
     let runs = 50;
     let t = Instant::now();
     for _ in 0..runs {
         let c = Config::new(Mode::Hosted, quiet());
         let emu = Emu::start(&feat, c).unwrap();
-        assert!(matches!(emu.wait(Duration::from_secs(10)), CpuState::Halted { .. }));
+        assert!(matches!(
+            emu.wait(Duration::from_secs(10)),
+            CpuState::Halted { .. }
+        ));
     }
-    println!("features fixture: {:?} per run (boot + run to exit)", t.elapsed() / runs);
+    println!(
+        "features fixture: {:?} per run (boot + run to exit)",
+        t.elapsed() / runs
+    );
 
     // 3. Boot cost (map + load + boot stub) of a 256 KiB image vs today's check-only start.
     let obj = vpe::synth::generate(&vpe::synth::Options {

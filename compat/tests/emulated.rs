@@ -107,7 +107,7 @@ fn bare_mode_syscall_is_a_crash_and_status_shows_the_fault() {
         "{}",
         d.log()
     );
-    // kill stops a crashed program (recover, then stop) and a reload runs again.
+    // kill stops a crashed program and a reload runs again.
     let o = sh(&format!("echo 1 > '{}'", d.path("kill").display()));
     assert!(o.status.success(), "{o:?}");
     wait_status(&d, "state: offline\n");

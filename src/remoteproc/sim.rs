@@ -545,7 +545,7 @@ impl Backend for Sim {
     }
 
     fn stop(&mut self) -> Result<()> {
-        self.recover_if_crashed();
+        self.shutdown_if_crashed();
         stop_if_needed(self)
     }
 
@@ -557,7 +557,7 @@ impl Backend for Sim {
     }
 
     fn start(&mut self, name: &str) -> Result<StartOutcome> {
-        self.recover_if_crashed();
+        self.shutdown_if_crashed();
         let previous = self.last_good.clone();
         let outcome = start_sequence(self, name, previous.as_deref(), self.rollback)?;
         let running = match &outcome.rolled_back {
@@ -587,11 +587,12 @@ impl Backend for Sim {
 }
 
 impl Sim {
-    /// A crashed rproc refuses `stop` (state_store wants `running`); what a shim does on the
-    /// kernel is `recover` first, then stop. The sim's backend does the same.
-    fn recover_if_crashed(&mut self) {
+    /// A crashed rproc refuses `stop` (state_store wants `running`). On a kernel a shim
+    /// writes `recover` and then `stop`, which races with a firmware that crashes again at
+    /// once; the sim's backend shuts the crashed processor down directly instead.
+    fn shutdown_if_crashed(&mut self) {
         if Sim::read_state(self) == RprocState::Crashed {
-            let _ = self.write_recovery("recover");
+            self.shutdown();
         }
     }
 }
@@ -862,7 +863,7 @@ mod exec_tests {
         // The trace written before the fault stays readable while crashed.
         let t = s.trace(0).unwrap().unwrap();
         assert!(t.ends_with(b"rproc_fw: storing to 0x20000000\n"));
-        // A crashed rproc refuses `stop`; the backend recovers first, then stops.
+        // A crashed rproc refuses `stop`; the backend shuts it down.
         assert_eq!(errno(s.write_state("stop")), EINVAL);
         Backend::stop(&mut s).unwrap();
         assert_eq!(s.read_state(), RprocState::Offline);
