@@ -84,6 +84,14 @@ pub enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also run both on the emulated core (hosted): OLD placed and relocated as
+        /// vpe_elfload would and entered like vpe_run ($a2 = ntcs, $a3 = memsize from NEW's
+        /// note), NEW as remoteproc boots it; their output and exit status must be equal.
+        #[arg(long)]
+        run: bool,
+        /// Seconds each run may take (with --run).
+        #[arg(long, default_value_t = 2.0)]
+        timeout: f64,
     },
     /// Run FILE (a firmware, or any input `convert` accepts, converted in memory with the
     /// same options) on the emulated MIPS core. Hosted (default): the program's fd 1/2 go

@@ -155,6 +155,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             new,
             base,
             json,
+            run,
+            timeout,
         }) => {
             let old_bytes = read(&old)?;
             let new_bytes = read(&new)?;
@@ -174,6 +176,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 legacy_for_verify(&old_bytes, loaded.provenance.as_ref(), base, semantics)?;
             let report = verify::verify(&legacy, &loaded);
             let summary = convert::report_summary(&report);
+            if run {
+                let (ntcs, memsize) = loaded
+                    .provenance
+                    .as_ref()
+                    .map(|p| (p.ntcs, p.memsize))
+                    .unwrap_or((1, 0));
+                run::verify_run(&legacy, &loaded, ntcs, memsize, timeout, &new, &old)?;
+            }
             if json {
                 println!(
                     "{}",

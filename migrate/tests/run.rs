@@ -218,3 +218,51 @@ fn bad_inputs_are_one_clear_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("__start"));
 }
+
+/// `verify --run`: the legacy image entered like vpe_run and the firmware print and exit
+/// the same (both byte orders, ET_REL and ET_EXEC, the regs fixture's $a2/$a3).
+#[test]
+fn verify_run_agrees_on_the_fixtures() {
+    for tag in ["be", "le"] {
+        for (input, flags) in [
+            (format!("hello.{tag}.o"), vec![]),
+            (format!("features.{tag}.exe"), vec![]),
+            (
+                format!("regs.{tag}.o"),
+                vec!["--ntcs", "3", "--memsize", "0x1000000"],
+            ),
+            (format!("smalldata.{tag}.o"), vec!["--relocs", "legacy"]),
+            (format!("common.{tag}.o"), vec!["--relocs", "elf"]),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let fw = dir.path().join("x.fw");
+            let src = fixture(&input);
+            let mut conv = vec!["convert", src.to_str().unwrap(), fw.to_str().unwrap()];
+            conv.extend_from_slice(&flags);
+            assert!(run(&conv).status.success(), "{input}");
+            let o = run(&[
+                "verify",
+                "--run",
+                src.to_str().unwrap(),
+                fw.to_str().unwrap(),
+            ]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "{input}: {err}");
+            assert!(err.contains("runs agree: "), "{input}: {err}");
+        }
+    }
+}
+
+/// Where the two relocation semantics disagree (smalldata's GPREL16 addends, common's
+/// COMMON placement) the programs behave differently; the ELF semantics is the one that
+/// behaves like GNU ld's link (tests/convert_qemu.rs compares it with the ld link).
+#[test]
+fn legacy_and_elf_semantics_run_differently_where_they_disagree() {
+    for p in ["smalldata", "common"] {
+        let src = fixture(&format!("{p}.be.o"));
+        let legacy = run(&["run", src.to_str().unwrap(), "--relocs", "legacy"]);
+        let elf = run(&["run", src.to_str().unwrap(), "--relocs", "elf"]);
+        assert_eq!(legacy.status.code(), elf.status.code(), "{p}");
+        assert_ne!(legacy.stdout, elf.stdout, "{p}: the semantics should show");
+    }
+}
