@@ -83,6 +83,7 @@ pub struct SimOptions {
 }
 
 /// Bytes of hosted output the console keeps (the newest).
+#[cfg_attr(not(feature = "emulate"), allow(dead_code))]
 const CONSOLE_KEEP: usize = 64 * 1024;
 
 /// The hosted program's output, bounded.
@@ -92,6 +93,7 @@ struct Console {
 }
 
 impl Console {
+    #[cfg_attr(not(feature = "emulate"), allow(dead_code))]
     fn push(&mut self, b: &[u8]) {
         self.bytes.extend_from_slice(b);
         if self.bytes.len() > CONSOLE_KEEP {
