@@ -159,6 +159,11 @@ pub enum Error {
         limit: u32,
     },
 
+    /// The emulated core could not be set up (or the build has no emulator); `message` says
+    /// what and where.
+    #[error("{message}")]
+    Emulator { message: String },
+
     // ---- conversion -----------------------------------------------------------------------
     /// A request the converter cannot honour (bad option combination, address out of range).
     #[error("{message}")]

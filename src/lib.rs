@@ -10,6 +10,8 @@
 
 pub mod convert;
 pub mod elf;
+#[cfg(feature = "emulate")]
+pub mod emu;
 pub mod error;
 pub mod image;
 pub mod inspect;

@@ -887,3 +887,21 @@ fn failed_starts_do_not_pile_up_and_the_last_good_one_can_be_restarted() {
     assert_eq!(s.restart_last_good("again").unwrap(), None);
     assert_eq!(w.kernel.writes().len(), n);
 }
+
+/// The mount's `traceN` files read debugfs `remoteproc/remoteprocN/traceN` with the sysfs
+/// backend; without debugfs, or without that buffer, there is nothing (ENOENT upstairs).
+#[test]
+fn traces_come_from_debugfs() {
+    let w = World::new();
+    let mut s = w.open();
+    assert!(s.read_trace(0).is_none(), "no debugfs mounted");
+    let dir = w.root.join("kernel/debug/remoteproc/remoteproc1");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("trace0"), b"hello from the SP\n").unwrap();
+    // The other instance's buffer must never be read.
+    let other = w.root.join("kernel/debug/remoteproc/remoteproc0");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("trace1"), b"not ours").unwrap();
+    assert_eq!(s.read_trace(0).unwrap().unwrap(), b"hello from the SP\n");
+    assert!(s.read_trace(1).is_none());
+}

@@ -51,15 +51,28 @@ pub enum Node {
     Status,
     /// The same as JSON.
     StatusJson,
+    /// The running program's hosted output (sim backend).
+    Console,
+    /// Trace buffer N of the running firmware, as debugfs `remoteprocM/traceN` reads it.
+    Trace(u8),
 }
 
+/// Trace files the mount offers (`trace0` ..); a firmware with fewer gives ENOENT.
+pub const TRACES: u8 = 4;
+const TRACE_NAMES: [&str; TRACES as usize] = ["trace0", "trace1", "trace2", "trace3"];
+
 impl Node {
-    pub const ALL: [Node; 5] = [
+    pub const ALL: [Node; 10] = [
         Node::Vpe1,
         Node::Kill,
         Node::Ntcs,
         Node::Status,
         Node::StatusJson,
+        Node::Console,
+        Node::Trace(0),
+        Node::Trace(1),
+        Node::Trace(2),
+        Node::Trace(3),
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +82,8 @@ impl Node {
             Node::Ntcs => "ntcs",
             Node::Status => "status",
             Node::StatusJson => "status.json",
+            Node::Console => "console",
+            Node::Trace(n) => TRACE_NAMES.get(usize::from(n)).copied().unwrap_or("trace?"),
         }
     }
 
@@ -84,7 +99,7 @@ impl Node {
             Node::Vpe1 => 0o600,
             Node::Kill => 0o200,
             Node::Ntcs => 0o644,
-            Node::Status | Node::StatusJson => 0o444,
+            Node::Status | Node::StatusJson | Node::Console | Node::Trace(_) => 0o444,
         }
     }
 }
@@ -261,6 +276,7 @@ impl Rproc {
             Ok(s) => s,
             Err(e) => format!("unknown ({e})"),
         };
+        self.status.cpu = self.backend.cpu();
     }
 }
 
@@ -365,6 +381,9 @@ impl Device {
             Node::Ntcs => Handle::Text(Arc::from(self.ntcs_text().into_bytes())),
             Node::Status | Node::StatusJson if writes => return Err(Errno(libc::EACCES)),
             Node::Status | Node::StatusJson => Handle::Text(self.rendering(node)),
+            Node::Console | Node::Trace(_) if writes => return Err(Errno(libc::EACCES)),
+            Node::Console => Handle::Text(Arc::from(self.console())),
+            Node::Trace(n) => Handle::Text(Arc::from(self.trace(n)?)),
         };
         let mut h = lock(&self.handles);
         let fh = h.next;
@@ -639,6 +658,26 @@ impl Device {
         };
         cell.get_or_insert_with(|| Arc::from(render(&r.status).into_bytes()))
             .clone()
+    }
+
+    /// The `console` file: the program's hosted output so far (empty if none).
+    fn console(&self) -> Vec<u8> {
+        lock(&self.rproc).backend.console().unwrap_or_default()
+    }
+
+    /// The `traceN` file: ENOENT if the firmware has no such buffer, EIO if unreadable.
+    fn trace(&self, n: u8) -> Result<Vec<u8>, Errno> {
+        match lock(&self.rproc).backend.read_trace(usize::from(n)) {
+            Some(Ok(b)) => Ok(b),
+            Some(Err(e)) => {
+                warn!("trace{n}: {e}");
+                Err(Errno(libc::EIO))
+            }
+            None => {
+                info!("trace{n}: the running firmware has no trace buffer {n} (or nothing runs)");
+                Err(Errno(libc::ENOENT))
+            }
+        }
     }
 
     /// Bytes all open `vpe1` buffers hold (their capacity).

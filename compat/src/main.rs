@@ -20,7 +20,7 @@ use fuse3::MountOptions;
 use log::{error, info, warn};
 use nix::mount::{umount2, MntFlags};
 use vpe::image::RelocSemantics;
-use vpe::remoteproc::sim::{Sim, SimOptions};
+use vpe::remoteproc::sim::{Exec, Sim, SimOptions};
 use vpe::remoteproc::sysfs::{Recovery, Sysfs, SysfsOptions};
 use vpe::remoteproc::Backend;
 
@@ -39,7 +39,8 @@ enum BackendKind {
 #[derive(Debug, Parser)]
 #[command(name = "vpe-compat", version)]
 struct Args {
-    /// Directory to mount the device files (vpe1, kill, ntcs, status, status.json) on.
+    /// Directory to mount the device files (vpe1, kill, ntcs, status, status.json, console,
+    /// trace0..trace3) on.
     #[arg(long, value_name = "DIR")]
     mount: PathBuf,
     /// Where programs run.
@@ -57,7 +58,7 @@ struct Args {
     /// Do not restart the previous firmware when a start fails.
     #[arg(long)]
     no_rollback: bool,
-    /// remoteproc crash recovery (sysfs backend): `disabled` as with the legacy loader, which
+    /// remoteproc crash recovery (both backends): `disabled` as with the legacy loader, which
     /// had none; `enabled` lets the kernel reboot a crashed processor; `keep` leaves it.
     #[arg(long, value_enum, default_value = "disabled")]
     recovery: RecoveryPolicy,
@@ -125,6 +126,13 @@ struct Args {
     /// --kernel lantiq.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_mem: Option<u32>,
+    /// Sim backend: run programs as on the board (a syscall is a fault) instead of hosted
+    /// (o32 write/exit served, output in the `console` file).
+    #[arg(long)]
+    bare: bool,
+    /// Sim backend: percent of one host core the emulated core may take (1-100; default 20).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    cpu_share: Option<u32>,
     /// Test hook: the simulated remote processor refuses every start (-EBUSY).
     #[arg(long, hide = true)]
     sim_fail_start: bool,
@@ -308,10 +316,19 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     let mut quit = signal(SignalKind::quit())?;
     let backend: Box<dyn Backend> = match args.backend {
         BackendKind::Sim => {
+            if args.bare && !cfg!(feature = "emulate") {
+                return Err(
+                    "--bare: vpe-compat was built without the emulator (feature `emulate`)".into(),
+                );
+            }
             let sim = Sim::new(SimOptions {
                 host: cfg.convert.host,
                 profile: None,
                 fail_start: args.sim_fail_start,
+                exec: if args.bare { Exec::Bare } else { Exec::Hosted },
+                cpu_share: args.cpu_share,
+                // `keep` leaves the kernel's default, which is enabled.
+                recovery: args.recovery != RecoveryPolicy::Disabled,
             });
             Box::new(sim.with_rollback(!args.no_rollback))
         }

@@ -4,7 +4,7 @@
 //! failure keeps the legacy message text verbatim next to our detailed one.
 
 use serde::Serialize;
-use vpe::remoteproc::Rollback;
+use vpe::remoteproc::{CpuStatus, Rollback};
 
 /// A phase of a load, for errors and timings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,6 +60,8 @@ pub struct Status {
     pub backend: String,
     /// remoteproc state word (`offline`, `running`, ...); filled in when rendered.
     pub state: String,
+    /// The processor itself, where the backend sees it (sim: `cpu`, `fault`, `registers`).
+    pub cpu: Option<CpuStatus>,
     /// The firmware remoteproc is configured with, as this daemon left it: the one started by
     /// the last successful load, the restored one after a rollback, or, after a failed start
     /// without rollback, the one that failed (what remoteproc's `firmware` attribute then
@@ -112,6 +114,12 @@ impl Status {
         };
         line("backend", &self.backend);
         line("state", &self.state);
+        if let Some(c) = &self.cpu {
+            line("cpu", &c.cpu);
+            if let Some(f) = &c.fault {
+                line("fault", f);
+            }
+        }
         line("firmware", opt(&self.firmware));
         line("entry", opt(&self.entry));
         line("vpe_shared", opt(&self.vpe_shared));

@@ -53,14 +53,21 @@ fn a_255_mib_bss_is_refused_by_the_default_limit() {
 }
 
 #[test]
-fn with_max_mem_raised_it_runs_without_materialising_the_bss() {
+fn with_max_mem_raised_it_converts_without_materialising_the_bss() {
     if !can_mount() {
         return;
     }
     let d = Daemon::start(&["--max-mem", "512M"]);
     write_file(&d.path("vpe1"), &bomb()).unwrap();
     let st = d.wait_loads(1);
-    assert!(st.contains("state: running\n"), "{st}\n{}", d.log());
+    // Converted and installed; the emulated VPE (like the board) cannot map 256 carveouts with
+    // its 16 TLB entries, so the start is what fails, naming the count.
+    assert!(
+        st.contains("last_error_phase: start\n"),
+        "{st}\n{}",
+        d.log()
+    );
+    assert!(st.contains("wired TLB entries"), "{st}");
     let hwm = vm_hwm(d.pid());
     assert!(hwm < HWM_BOUND_KIB, "peak RSS {hwm} KiB");
     eprintln!("daemon peak RSS after loading a 255 MiB .bss: {hwm} KiB");

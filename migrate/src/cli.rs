@@ -89,7 +89,21 @@ pub enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also run both on the emulated core (hosted): OLD placed and relocated as
+        /// vpe_elfload would and entered like vpe_run ($a2 = ntcs, $a3 = memsize from NEW's
+        /// note), NEW as remoteproc boots it; their output and exit status must be equal.
+        #[arg(long)]
+        run: bool,
+        /// Seconds each run may take (with --run).
+        #[arg(long, default_value_t = 2.0)]
+        timeout: f64,
     },
+    /// Run FILE (a firmware, or any input `convert` accepts, converted in memory with the
+    /// same options) on the emulated MIPS core. Hosted (default): the program's fd 1/2 go
+    /// to stdout/stderr and `exit(N)` ends the run with status N. Exit 0 if it was still
+    /// running at the timeout, 1 on a fault (an `error:` line, then the registers). The
+    /// trace buffers (RSC_TRACE) are printed to stderr at the end.
+    Run(RunArgs),
     /// Write the man page (vpe-migrate.1) into DIR.
     #[command(hide = true)]
     Man { dir: PathBuf },
@@ -111,6 +125,28 @@ pub enum Cmd {
         /// Where to write it.
         out: PathBuf,
     },
+}
+
+/// `vpe-migrate run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A remoteproc firmware, or a legacy SP ELF / voice image to convert first.
+    pub file: PathBuf,
+    /// Serve o32 write/exit and start like qemu-user starts a static executable (default).
+    #[arg(long, conflicts_with = "bare")]
+    pub hosted: bool,
+    /// Enter like the MIPS remoteproc driver (a0 = -3, a1/a2 = IPI numbers, a3 = 0); a
+    /// syscall is a fault.
+    #[arg(long)]
+    pub bare: bool,
+    /// Seconds to run a program that neither exits nor faults.
+    #[arg(long, default_value_t = 2.0)]
+    pub timeout: f64,
+    /// Percent of one host core the emulated core may take (1-100; default 20).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub cpu_share: Option<u32>,
+    #[command(flatten)]
+    pub flags: ConversionFlags,
 }
 
 /// Options of a conversion.

@@ -5,6 +5,7 @@
 mod batch;
 mod cli;
 mod files;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,6 +77,14 @@ enum CliError {
     OutputCollision { path: PathBuf, other: String },
     #[error("not every image converted: {summary}")]
     BatchIncomplete { summary: String },
+    /// The program ran and ended with this status (`run`); nothing more to say.
+    #[cfg_attr(not(feature = "emulate"), allow(dead_code))]
+    #[error("exit status {code}")]
+    ProgramExit { code: u8 },
+    /// The emulated core faulted: the summary line, then the registers.
+    #[cfg_attr(not(feature = "emulate"), allow(dead_code))]
+    #[error("fault: {summary}\n{regs}")]
+    Fault { summary: String, regs: String },
     #[error("{path}: not equivalent to {old}: {summary}")]
     NotEquivalent {
         path: PathBuf,
@@ -100,6 +109,7 @@ fn main() -> ExitCode {
         Err(CliError::Usage { message }) => Cli::command()
             .error(clap::error::ErrorKind::ArgumentConflict, message)
             .exit(),
+        Err(CliError::ProgramExit { code }) => ExitCode::from(code),
         Err(e) => {
             // A --json caller gets JSON on stdout whatever failed (verify has printed its
             // report already).
@@ -215,6 +225,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             new,
             base,
             json,
+            run,
+            timeout,
         }) => {
             let old_bytes = read(&old)?;
             let new_bytes = read(&new)?;
@@ -235,6 +247,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 legacy_for_verify(&old_bytes, loaded.provenance.as_ref(), base, semantics)?;
             let report = verify::verify(&legacy, &loaded);
             let summary = convert::report_summary(&report);
+            if run {
+                let (ntcs, memsize) = loaded
+                    .provenance
+                    .as_ref()
+                    .map(|p| (p.ntcs, p.memsize))
+                    .unwrap_or((1, 0));
+                run::verify_run(&legacy, &loaded, ntcs, memsize, timeout, &new, &old)?;
+            }
             if json {
                 println!(
                     "{}",
@@ -255,6 +275,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 })
             }
         }
+        Some(Cmd::Run(args)) => run::run(&args),
         Some(Cmd::Man { dir }) => {
             let cmd = Cli::command();
             match std::fs::metadata(&dir) {
@@ -390,7 +411,7 @@ fn legacy_for_verify(
     Ok(convert::load_legacy(old, base, semantics)?)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, CliError> {
     files::read_input(path)
 }
 

@@ -80,6 +80,18 @@ pub struct Rollback {
     pub restored_state: RprocState,
 }
 
+/// What the processor itself is doing, where the backend can see it (the sim's emulated
+/// core; the kernel cannot see a halted core, so `state` stays remoteproc's view).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuStatus {
+    /// `running`, `halted (exit N)` or `faulted`.
+    pub cpu: String,
+    /// The fault: cause, pc and bad address on one line.
+    pub fault: Option<String>,
+    /// Registers when the core stopped on a fault (`zero`..`ra`, `pc`, `hi`, `lo`: hex).
+    pub registers: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// A remote processor the shim can stop and (re)start.
 ///
 /// All methods are synchronous, like sysfs writes: `start` returns when the kernel has
@@ -120,5 +132,20 @@ pub trait Backend: Send {
     fn restart_last_good(&mut self, failed_error: &str) -> Result<Option<Rollback>> {
         let _ = failed_error;
         Ok(None)
+    }
+    /// What the processor is doing, if this backend can see it.
+    fn cpu(&mut self) -> Option<CpuStatus> {
+        None
+    }
+    /// The program's hosted output (fd 1 and 2), oldest kept byte first, if this backend
+    /// captures it.
+    fn console(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Trace buffer `n` (RSC_TRACE, in table order) as debugfs `traceN` reads it; `None` if
+    /// the running firmware has no such buffer.
+    fn read_trace(&mut self, n: usize) -> Option<Result<Vec<u8>>> {
+        let _ = n;
+        None
     }
 }

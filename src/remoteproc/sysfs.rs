@@ -1384,6 +1384,37 @@ impl Backend for Sysfs {
     fn firmware_name(&mut self) -> Option<String> {
         self.configured_firmware()
     }
+
+    /// debugfs `remoteproc/remoteprocN/traceN` (under `<sysfs root>/kernel/debug`): the
+    /// kernel's own view of the trace buffer. Not mounted, or no such buffer: `None` (the
+    /// file reads ENOENT) with a log line saying which.
+    fn read_trace(&mut self, n: usize) -> Option<Result<Vec<u8>>> {
+        let debugfs = self.opts.sysfs_root.join("kernel/debug/remoteproc");
+        if !debugfs.is_dir() {
+            warn!(
+                "trace{n}: debugfs is not mounted ({} missing; mount -t debugfs none /sys/kernel/debug)",
+                debugfs.display()
+            );
+            return None;
+        }
+        let path = debugfs
+            .join(self.dev.file_name()?)
+            .join(format!("trace{n}"));
+        match std::fs::read(&path) {
+            Ok(b) => Some(Ok(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                info!(
+                    "trace{n}: {} does not exist (the firmware has no trace buffer {n})",
+                    path.display()
+                );
+                None
+            }
+            Err(e) => Some(Err(backend(
+                format!("trace{n}: cannot read {}: {e}", path.display()),
+                e.raw_os_error().unwrap_or(0),
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

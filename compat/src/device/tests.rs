@@ -24,6 +24,7 @@ fn sim_device(cfg: Config, fail_start: bool) -> Device {
         host: None,
         profile: None,
         fail_start,
+        ..Default::default()
     });
     Device::new(cfg, Box::new(sim))
 }
