@@ -483,6 +483,45 @@ fn the_recovery_policy_is_applied_at_start_up() {
     w.load_a();
 }
 
+/// A refused `recovery` write stops the start-up, and the message names the instance once:
+/// the daemon prefixed every open error with `remoteproc <name>:` although the attribute
+/// errors already start that way ("remoteproc mips-cpu1: remoteproc mips-cpu1: writing ...").
+#[test]
+fn a_refused_recovery_write_names_the_instance_once() {
+    if !can_mount() {
+        return;
+    }
+    let fw = tempfile::tempdir().unwrap();
+    let sys = FakeSys::mount(RPROC, fw.path());
+    sys.inject(Fault {
+        op: Op::Recovery,
+        firmware: Which::Any,
+        errno: libc::EACCES,
+        times: None,
+    });
+    let mnt = tempfile::tempdir().unwrap();
+    let err = start_refused(
+        mnt.path(),
+        [
+            "--backend".as_ref(),
+            "sysfs".as_ref(),
+            "--rproc".as_ref(),
+            RPROC.as_ref(),
+            "--sysfs-root".as_ref(),
+            sys.root().as_os_str(),
+            "--firmware-dir".as_ref(),
+            fw.path().as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains("remoteproc mips-cpu1: writing \"disabled\" to recovery failed: EACCES"),
+        "{err}"
+    );
+    assert_eq!(err.matches("remoteproc mips-cpu1:").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!mounted(mnt.path()));
+}
+
 /// `--bring-up` on a kernel with the MIPS remoteproc driver (spec §4.2, §6.3): `mips-cpu1`
 /// does not exist until CPU 1 is offline and listed in `devices/mips-rproc/cpus`. The daemon
 /// takes it offline, lists it, finds the instance the driver registers, and loads go there.
