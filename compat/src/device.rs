@@ -737,7 +737,8 @@ impl Device {
     ///
     /// `status` keeps describing what runs (firmware, entry, vpe_shared, sha256, image_size)
     /// until a load replaces it or a failed start leaves nothing running; the attempt itself
-    /// is `last_attempt_*`, `last_result`, `last_error*`, the warnings and the timings.
+    /// is `last_attempt_*`, `last_result`, `last_error*` (cleared by a successful load; a
+    /// failed stop after it sets them too), the warnings and the timings.
     fn load(&self, buf: &[u8], receive: Duration) -> Result<(), Errno> {
         let mut rp = lock(&self.rproc);
         let rp = &mut *rp;
@@ -863,6 +864,9 @@ impl Device {
                 st.passthrough = conv.passthrough;
                 st.loads_ok += 1;
                 st.last_result = Some("ok".into());
+                // `last_error*` describe the last attempt: an older failure next to
+                // `last_result: ok` read as this load's.
+                st.last_error = None;
                 Ok(())
             }
             Ok(out) => {

@@ -202,6 +202,29 @@ fn a_failed_load_from_another_fd_keeps_what_runs_in_status() {
     assert_eq!(j["last_attempt_sha256"], junk.as_str());
 }
 
+/// Issue 14 point 18: `status` kept `last_error*` after a later successful load, so
+/// `last_result: ok` came with the error of an older attempt. `last_error*` now belong to the
+/// last attempt (or a failed stop after it) and a successful load clears them, in both files.
+#[test]
+fn a_successful_load_clears_the_previous_error() {
+    if !can_mount() {
+        return;
+    }
+    let d = Daemon::start(&[]);
+    write_file(&d.path("vpe1"), b"junk").unwrap();
+    let st = d.wait_loads(1);
+    assert_eq!(field(&st, "last_result"), Some("failed"), "{st}");
+    assert_eq!(field(&st, "last_error_phase"), Some("check"), "{st}");
+    write_file(&d.path("vpe1"), &fixture_bytes("hello.be.o")).unwrap();
+    let st = d.wait_loads(2);
+    assert_eq!(field(&st, "last_result"), Some("ok"), "{st}");
+    assert_eq!(field(&st, "last_error"), Some("-"), "{st}");
+    assert_eq!(field(&st, "last_error_phase"), None, "{st}");
+    assert_eq!(field(&st, "loads_failed"), Some("1"), "the counter keeps it: {st}");
+    let j = d.status_json();
+    assert!(j["last_error"].is_null(), "{j}");
+}
+
 /// --errors-on-close: a forked child closing its inherited descriptor loaded the partial
 /// image. Only the opener's own close loads and reports now.
 #[test]
