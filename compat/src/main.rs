@@ -375,6 +375,18 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
             }
         }
     }
+    // The summaries of suppressed log lines come when their window is over, also when no
+    // other line of that kind (and no release) follows the burst.
+    let flusher = {
+        let dev = dev.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(loglimit::INTERVAL);
+            loop {
+                t.tick().await;
+                dev.flush_log();
+            }
+        })
+    };
     notify_ready();
 
     let external = tokio::select! {
@@ -384,6 +396,7 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
         _ = quit.recv() => { info!("SIGQUIT: unmounting"); false }
         r = &mut handle => { warn!("{} was unmounted ({r:?}); exiting", args.mount.display()); true }
     };
+    flusher.abort();
     // A load in progress finishes first (its firmware install is atomic anyway).
     tokio::task::block_in_place(|| dev.wait_idle());
     if let Some((h, placeholder)) = dev_handle {
