@@ -660,7 +660,10 @@ mod tests {
     #[test]
     fn open_errors_name_the_instance_once() {
         assert_eq!(
-            open_error("mips-cpu1", "remoteproc mips-cpu1: reading state failed: EIO"),
+            open_error(
+                "mips-cpu1",
+                "remoteproc mips-cpu1: reading state failed: EIO"
+            ),
             "remoteproc mips-cpu1: reading state failed: EIO"
         );
         assert_eq!(

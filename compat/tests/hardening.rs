@@ -220,7 +220,11 @@ fn a_successful_load_clears_the_previous_error() {
     assert_eq!(field(&st, "last_result"), Some("ok"), "{st}");
     assert_eq!(field(&st, "last_error"), Some("-"), "{st}");
     assert_eq!(field(&st, "last_error_phase"), None, "{st}");
-    assert_eq!(field(&st, "loads_failed"), Some("1"), "the counter keeps it: {st}");
+    assert_eq!(
+        field(&st, "loads_failed"),
+        Some("1"),
+        "the counter keeps it: {st}"
+    );
     let j = d.status_json();
     assert!(j["last_error"].is_null(), "{j}");
 }
@@ -302,10 +306,17 @@ fn repeated_log_lines_are_rate_limited() {
         let log = d.log();
         let (logged, suppressed) = count(&log);
         if logged + suppressed >= 20000 {
-            assert_eq!(logged + suppressed, 20000, "every refusal accounted for:\n{log}");
+            assert_eq!(
+                logged + suppressed,
+                20000,
+                "every refusal accounted for:\n{log}"
+            );
             break (log, logged);
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "{logged} + {suppressed}:\n{log}");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{logged} + {suppressed}:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let lines = log.lines().count();
@@ -358,7 +369,11 @@ fn repeated_failed_starts_are_rate_limited() {
     assert_eq!(stdout(&o), format!("{n}\n"), "{o:?}");
     let elapsed = t.elapsed();
     let st = d.wait_loads(n);
-    assert_eq!(field(&st, "loads_failed"), Some(n.to_string().as_str()), "{st}");
+    assert_eq!(
+        field(&st, "loads_failed"),
+        Some(n.to_string().as_str()),
+        "{st}"
+    );
     let log = d.log();
     let windows = elapsed.as_secs() / 5 + 1;
     let failed = log.lines().filter(|l| l.contains("start failed")).count() as u64;

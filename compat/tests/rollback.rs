@@ -793,7 +793,11 @@ fn a_loop_of_loads_logs_a_bounded_number_of_lines() {
     let t = std::time::Instant::now();
     let n = 30;
     for i in 0..n {
-        let fixture = if i % 2 == 0 { "features.le.o" } else { "hello.le.o" };
+        let fixture = if i % 2 == 0 {
+            "features.le.o"
+        } else {
+            "hello.le.o"
+        };
         let st = w.load(fixture, i + 2);
         assert_eq!(field(&st, "last_result"), Some("ok"), "{st}");
     }
@@ -807,7 +811,11 @@ fn a_loop_of_loads_logs_a_bounded_number_of_lines() {
     w.load("hello.le.o", n + 2);
     for i in 0..n {
         let st = w.load("features.le.o", n + 3 + i);
-        assert_eq!(field(&st, "rollback_restored_firmware"), Some(a.as_str()), "{st}");
+        assert_eq!(
+            field(&st, "rollback_restored_firmware"),
+            Some(a.as_str()),
+            "{st}"
+        );
     }
     let log = w.d.log();
     let windows = t.elapsed().as_secs() / 5 + 1;
