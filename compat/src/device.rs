@@ -576,6 +576,11 @@ impl Device {
         }
     }
 
+    /// Report the log lines suppressed in windows that are over (the daemon's timer).
+    pub fn flush_log(&self) {
+        self.limit.flush();
+    }
+
     /// A write to `kill`: stop the program; never fails (vpe.c store_kill returns len).
     /// `vpe_shared` is kept, as vpe.c kept `shared_ptr`.
     pub fn kill(&self) {
@@ -776,7 +781,8 @@ impl Device {
     ///
     /// `status` keeps describing what runs (firmware, entry, vpe_shared, sha256, image_size)
     /// until a load replaces it or a failed start leaves nothing running; the attempt itself
-    /// is `last_attempt_*`, `last_result`, `last_error*`, the warnings and the timings.
+    /// is `last_attempt_*`, `last_result`, `last_error*` (cleared by a successful load; a
+    /// failed stop after it sets them too), the warnings and the timings.
     fn load(&self, buf: &[u8], receive: Duration) -> Result<(), Errno> {
         let mut rp = lock(&self.rproc);
         let rp = &mut *rp;
@@ -790,10 +796,11 @@ impl Device {
         st.rollback = None;
         st.last_attempt_size = Some(buf.len() as u64);
         st.last_attempt_sha256 = None;
-        let fail = self.limit.allow("load failed");
+        // Asked only when a load fails: a success must not use up the failures' burst.
+        let fail = || self.limit.allow("load failed");
 
         if !buf.starts_with(vpe::elf::ELFMAG) {
-            if fail {
+            if fail() {
                 warn!("{MSG_NOT_ELF}");
             }
             let first: Vec<String> = buf.iter().take(4).map(|b| format!("{b:02x}")).collect();
@@ -825,7 +832,7 @@ impl Device {
             }
             Err(e) => {
                 st.last_attempt_sha256 = Some(convert::sha256_hex(buf));
-                if fail {
+                if fail() {
                     for line in e.to_string().lines() {
                         warn!("{line}");
                     }
@@ -847,7 +854,7 @@ impl Device {
                 warn!("{w}");
             }
         }
-        if conv.passthrough {
+        if conv.passthrough && self.limit.allow("passthrough") {
             info!(
                 "the image is remoteproc firmware that passes the kernel's rules: installing it unchanged (passthrough; ntcs does not apply)"
             );
@@ -861,21 +868,29 @@ impl Device {
         let name = match installed {
             Ok(name) => name,
             Err(e) => {
-                error!("{e}");
+                let log = fail();
+                if log {
+                    error!("{e}");
+                }
                 record_error(st, Phase::Install, &e.to_string(), None, libc::EIO);
                 // The open stopped the program, but its firmware is still installed.
                 match rp.backend.restart_last_good(&e.to_string()) {
                     Ok(Some(r)) => {
-                        warn!(
-                            "restored {} (state {})",
-                            r.restored_firmware,
-                            r.restored_state.as_str()
-                        );
+                        if log {
+                            warn!(
+                                "restored {} (state {})",
+                                r.restored_firmware,
+                                r.restored_state.as_str()
+                            );
+                        }
                         st.firmware = Some(r.restored_firmware.clone());
                         st.rollback = Some(r);
                     }
                     Ok(None) => {}
-                    Err(e2) => error!("restarting the previous firmware failed too: {e2}"),
+                    Err(e2) if log => {
+                        error!("restarting the previous firmware failed too: {e2}")
+                    }
+                    Err(_) => {}
                 }
                 return Err(Errno(libc::EIO));
             }
@@ -902,6 +917,9 @@ impl Device {
                 st.passthrough = conv.passthrough;
                 st.loads_ok += 1;
                 st.last_result = Some("ok".into());
+                // `last_error*` describe the last attempt: an older failure next to
+                // `last_result: ok` read as this load's.
+                st.last_error = None;
                 Ok(())
             }
             Ok(out) => {
@@ -910,13 +928,18 @@ impl Device {
                 let failed = rb
                     .as_ref()
                     .map_or(String::new(), |r| r.failed_error.clone());
-                error!("start of {} failed: {failed}", conv.input_sha256);
+                let log = fail();
+                if log {
+                    error!("start of {} failed: {failed}", conv.input_sha256);
+                }
                 if let Some(r) = &rb {
-                    warn!(
-                        "rolled back to {} (state {})",
-                        r.restored_firmware,
-                        r.restored_state.as_str()
-                    );
+                    if log {
+                        warn!(
+                            "rolled back to {} (state {})",
+                            r.restored_firmware,
+                            r.restored_state.as_str()
+                        );
+                    }
                     // The restored program is the one `status` described only if it was ours.
                     if st.firmware.as_deref() != Some(r.restored_firmware.as_str()) {
                         clear_running(st);
@@ -928,7 +951,9 @@ impl Device {
                 Err(Errno(libc::EIO))
             }
             Err(e) => {
-                error!("start failed: {e}");
+                if fail() {
+                    error!("start failed: {e}");
+                }
                 // The start stopped what ran: nothing runs now.
                 clear_running(st);
                 st.firmware = rp.backend.firmware_name();

@@ -1,7 +1,10 @@
 //! Rate limit for repeated log lines, in the kernel's `printk_ratelimit` manner: per kind of
 //! message, the first `burst` lines of each `interval` are logged, the rest counted and
-//! reported as one "suppressed" line when the next one of that kind gets through, or when the
-//! burst ends ([`LogLimit::flush`], called when an open is released).
+//! reported as one "suppressed" line when the next one of that kind gets through, or once its
+//! window is over ([`LogLimit::flush`], called when an open is released and every
+//! [`INTERVAL`] by the daemon). At most one summary per kind and window: a loader looping
+//! open/write/close got one "suppressed 1 similar messages" line per close when every
+//! release reported at once.
 //!
 //! A writer looping 1-byte writes past the size limit otherwise made the daemon log one line
 //! per `write(2)` (~15 000 lines/s), filling the flash of a board.
@@ -74,13 +77,18 @@ impl LogLimit {
         }
     }
 
-    /// Report every kind's suppressed lines now (the burst is over); the windows stay, so a
-    /// new burst right after is still limited.
+    /// Report the suppressed lines of every kind whose window is over and forget those
+    /// windows; a window still open keeps its count (and its limit) until it ends.
     pub fn flush(&self) {
+        let now = Instant::now();
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, win) in w.iter_mut() {
-            report(key, std::mem::take(&mut win.suppressed));
-        }
+        w.retain(|key, win| {
+            if now.saturating_duration_since(win.start) < self.interval {
+                return true;
+            }
+            report(key, win.suppressed);
+            false
+        });
     }
 }
 
@@ -113,13 +121,23 @@ mod tests {
     }
 
     #[test]
-    fn flush_reports_and_resets_the_count_but_keeps_the_window() {
-        let l = LogLimit::new(Duration::from_secs(60), 1);
+    fn flush_reports_only_windows_that_are_over() {
+        let l = LogLimit::new(Duration::from_millis(100), 1);
         assert!(l.allow("a"));
         assert!(!l.allow("a"));
-        assert_eq!(l.windows.lock().unwrap()["a"].suppressed, 1);
+        // A flush per release within the window: no summary yet, the limit holds.
         l.flush();
-        assert_eq!(l.windows.lock().unwrap()["a"].suppressed, 0);
+        assert_eq!(l.windows.lock().unwrap()["a"].suppressed, 1);
         assert!(!l.allow("a"), "still the same window");
+        let t = Instant::now();
+        loop {
+            l.flush();
+            if !l.windows.lock().unwrap().contains_key("a") {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(5), "window never ended");
+            std::thread::yield_now();
+        }
+        assert!(l.allow("a"), "a new window");
     }
 }

@@ -305,6 +305,17 @@ fn config(args: &Args) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// A failed backend open, naming the instance once: the attribute errors already start with
+/// `remoteproc <name>:` (they are logged that way at run time too), the others do not.
+fn open_error(rproc: &str, msg: &str) -> String {
+    let prefix = format!("remoteproc {rproc}:");
+    if msg.starts_with(&prefix) {
+        msg.to_string()
+    } else {
+        format!("{prefix} {msg}")
+    }
+}
+
 async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     // Before anything is mounted: a SIGTERM right after READY=1 must unmount, not kill.
     // HUP (a closed terminal, `kill -HUP` out of habit) and QUIT stop cleanly too: killed by
@@ -345,7 +356,7 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
                 bring_up: args.bring_up,
                 ..SysfsOptions::new(args.rproc.clone())
             };
-            Box::new(Sysfs::open(opts).map_err(|e| format!("remoteproc {}: {e}", args.rproc))?)
+            Box::new(Sysfs::open(opts).map_err(|e| open_error(&args.rproc, &e.to_string()))?)
         }
     };
     let dev = Arc::new(Device::new(cfg, backend));
@@ -381,6 +392,18 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
             }
         }
     }
+    // The summaries of suppressed log lines come when their window is over, also when no
+    // other line of that kind (and no release) follows the burst.
+    let flusher = {
+        let dev = dev.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(loglimit::INTERVAL);
+            loop {
+                t.tick().await;
+                dev.flush_log();
+            }
+        })
+    };
     notify_ready();
 
     let external = tokio::select! {
@@ -390,6 +413,7 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
         _ = quit.recv() => { info!("SIGQUIT: unmounting"); false }
         r = &mut handle => { warn!("{} was unmounted ({r:?}); exiting", args.mount.display()); true }
     };
+    flusher.abort();
     // A load in progress finishes first (its firmware install is atomic anyway).
     tokio::task::block_in_place(|| dev.wait_idle());
     if let Some((h, placeholder)) = dev_handle {
@@ -649,6 +673,26 @@ fn send_notify(sock: &std::ffi::OsStr, msg: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_errors_name_the_instance_once() {
+        assert_eq!(
+            open_error(
+                "mips-cpu1",
+                "remoteproc mips-cpu1: reading state failed: EIO"
+            ),
+            "remoteproc mips-cpu1: reading state failed: EIO"
+        );
+        assert_eq!(
+            open_error("mips-cpu1", "no remoteproc class at /sys/class/remoteproc"),
+            "remoteproc mips-cpu1: no remoteproc class at /sys/class/remoteproc"
+        );
+        // Another instance's name is no reason to leave ours out.
+        assert_eq!(
+            open_error("mips-cpu1", "remoteproc mips-cpu10: x"),
+            "remoteproc mips-cpu1: remoteproc mips-cpu10: x"
+        );
+    }
 
     #[test]
     fn parse_u32_accepts_hex_and_decimal() {

@@ -91,6 +91,8 @@ pub struct Status {
     pub loads_failed: u64,
     /// `"ok"` or `"failed"`: the last load attempt; `None` before the first.
     pub last_result: Option<String>,
+    /// The failure of the last load attempt, or of a stop (open, `kill`) since; `None` after
+    /// a successful load.
     pub last_error: Option<LastError>,
     /// A failed start that was rolled back to the previous firmware.
     pub rollback: Option<Rollback>,

@@ -483,6 +483,45 @@ fn the_recovery_policy_is_applied_at_start_up() {
     w.load_a();
 }
 
+/// A refused `recovery` write stops the start-up, and the message names the instance once:
+/// the daemon prefixed every open error with `remoteproc <name>:` although the attribute
+/// errors already start that way ("remoteproc mips-cpu1: remoteproc mips-cpu1: writing ...").
+#[test]
+fn a_refused_recovery_write_names_the_instance_once() {
+    if !can_mount() {
+        return;
+    }
+    let fw = tempfile::tempdir().unwrap();
+    let sys = FakeSys::mount(RPROC, fw.path());
+    sys.inject(Fault {
+        op: Op::Recovery,
+        firmware: Which::Any,
+        errno: libc::EACCES,
+        times: None,
+    });
+    let mnt = tempfile::tempdir().unwrap();
+    let err = start_refused(
+        mnt.path(),
+        [
+            "--backend".as_ref(),
+            "sysfs".as_ref(),
+            "--rproc".as_ref(),
+            RPROC.as_ref(),
+            "--sysfs-root".as_ref(),
+            sys.root().as_os_str(),
+            "--firmware-dir".as_ref(),
+            fw.path().as_os_str(),
+        ],
+    );
+    assert!(
+        err.contains("remoteproc mips-cpu1: writing \"disabled\" to recovery failed: EACCES"),
+        "{err}"
+    );
+    assert_eq!(err.matches("remoteproc mips-cpu1:").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!mounted(mnt.path()));
+}
+
 /// `--bring-up` on a kernel with the MIPS remoteproc driver (spec §4.2, §6.3): `mips-cpu1`
 /// does not exist until CPU 1 is offline and listed in `devices/mips-rproc/cpus`. The daemon
 /// takes it offline, lists it, finds the instance the driver registers, and loads go there.
@@ -738,4 +777,59 @@ fn remoteproc_firmware_written_to_vpe1_is_installed_unchanged() {
         "{st}"
     );
     assert_eq!(w.sys.boots(), Vec::<String>::new());
+}
+
+/// A loader looping loads logged three backend lines per good load (installed, running,
+/// superseded firmware removed) and the rollback story of every failed one on top of the
+/// daemon's own line, none rate-limited. The backend's per-load lines are at debug now;
+/// the daemon's own lines (one per load, rate-limited) tell the outcome.
+#[test]
+fn a_loop_of_loads_logs_a_bounded_number_of_lines() {
+    if !can_mount() {
+        return;
+    }
+    let w = world(&[]);
+    let a = w.load_a();
+    let t = std::time::Instant::now();
+    let n = 30;
+    for i in 0..n {
+        let fixture = if i % 2 == 0 {
+            "features.le.o"
+        } else {
+            "hello.le.o"
+        };
+        let st = w.load(fixture, i + 2);
+        assert_eq!(field(&st, "last_result"), Some("ok"), "{st}");
+    }
+    // Every start but A's fails now: each load is rolled back to A.
+    w.sys.inject(Fault {
+        op: Op::Start,
+        firmware: Which::Not(a.clone()),
+        errno: libc::EIO,
+        times: None,
+    });
+    w.load("hello.le.o", n + 2);
+    for i in 0..n {
+        let st = w.load("features.le.o", n + 3 + i);
+        assert_eq!(
+            field(&st, "rollback_restored_firmware"),
+            Some(a.as_str()),
+            "{st}"
+        );
+    }
+    let log = w.d.log();
+    let windows = t.elapsed().as_secs() / 5 + 1;
+    // Log records (a multi-line warning is one): the start-up lines, then per 5 s window at
+    // most 10 of each kind (started, conversion warnings, failed loads with their rollback
+    // line) and their summaries. Before: ~4 per load.
+    let lines = log.lines().filter(|l| l.starts_with('[')).count() as u64;
+    let rolled = log.lines().filter(|l| l.contains("rolled back")).count() as u64;
+    assert!(rolled <= 10 * windows, "{rolled}:\n{log}");
+    assert!(
+        lines <= 6 + 48 * windows,
+        "{lines} lines for {} loads in {:?}:\n{log}",
+        2 * n + 2,
+        t.elapsed()
+    );
+    assert!(!log.contains("] installed "), "{log}");
 }

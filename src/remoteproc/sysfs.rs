@@ -30,7 +30,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
@@ -1103,7 +1103,8 @@ impl Sysfs {
                 io_errno(&e),
             ));
         }
-        info!(
+        // Per load: at debug, the daemon's own (rate-limited) line tells the outcome.
+        debug!(
             "installed {} ({} bytes)",
             dir.join(&file).display(),
             bytes.len()
@@ -1124,7 +1125,7 @@ impl Sysfs {
             }
             let path = self.subdir_path().join(&name);
             match unlinkat(&self.dir, name.as_str(), UnlinkatFlags::NoRemoveDir) {
-                Ok(()) => info!("removed superseded firmware {}", path.display()),
+                Ok(()) => debug!("removed superseded firmware {}", path.display()),
                 Err(e) => warn!("cannot remove superseded firmware {}: {e}", path.display()),
             }
         }
@@ -1238,7 +1239,9 @@ pub(crate) fn start_sequence<A: Attrs + ?Sized>(
     let target = a.log_target();
     let err = match configure_and_start(a, name) {
         Ok(state) => {
-            info!(target: target, "{name} is running");
+            // Per load, like the rollback lines below: at debug; the caller reports the
+            // outcome once, rate-limited.
+            debug!(target: target, "{name} is running");
             return Ok(StartOutcome {
                 firmware: name.to_string(),
                 state,
@@ -1250,16 +1253,20 @@ pub(crate) fn start_sequence<A: Attrs + ?Sized>(
     let candidate = previous.filter(|p| *p != name && a.firmware_present(p));
     let Some(prev) = candidate.filter(|_| rollback) else {
         if let (Some(p), false) = (candidate, rollback) {
-            warn!(target: target, "start of {name} failed; not rolling back to {p} (rollback disabled)");
+            // In the error, which the caller logs (rate-limited) and shows in `status`.
+            return Err(backend(
+                format!("{err}; not rolling back to {p} (rollback disabled)"),
+                err.errno(),
+            ));
         }
         return Err(err);
     };
     // The failure itself is the caller's to report, with the outcome of the rollback.
-    warn!(target: target, "start of {name} failed; rolling back to {prev}");
+    debug!(target: target, "start of {name} failed; rolling back to {prev}");
     let failed_state = a.read_state().unwrap_or(RprocState::Invalid);
     match start_one(a, prev) {
         Ok(restored_state) => {
-            info!(target: target, "rolled back: {prev} is running again");
+            debug!(target: target, "rolled back: {prev} is running again");
             Ok(StartOutcome {
                 firmware: name.to_string(),
                 state: failed_state,
@@ -1295,9 +1302,9 @@ pub(crate) fn restart_previous<A: Attrs + ?Sized>(
     }
     let target = a.log_target();
     // The failure itself is the caller's to report (once).
-    warn!(target: target, "the load failed before its start; starting {prev} again");
+    debug!(target: target, "the load failed before its start; starting {prev} again");
     let restored_state = configure_and_start(a, prev)?;
-    info!(target: target, "restored: {prev} is running again");
+    debug!(target: target, "restored: {prev} is running again");
     Ok(Some(Rollback {
         failed_error: failed_error.to_string(),
         restored_firmware: prev.to_string(),

@@ -90,6 +90,8 @@ pub enum Op {
     Stop,
     /// A write to `firmware` (after the not-offline check; the name is not changed).
     Firmware,
+    /// A write to `recovery` (the policy is not changed; `firmware` is unused).
+    Recovery,
 }
 
 /// Which firmware a fault applies to: for `start`/`stop` the configured one, for a
@@ -273,18 +275,21 @@ impl Kernel {
             }
             // recovery_store: sysfs_streq against the three words; "recover" re-runs a
             // crashed processor (none is crashed here).
-            RECOVERY => match value.strip_suffix('\n').unwrap_or(value) {
-                "enabled" => {
-                    self.recovery = Some(true);
-                    Ok(())
+            RECOVERY => {
+                self.fault(Op::Recovery, "")?;
+                match value.strip_suffix('\n').unwrap_or(value) {
+                    "enabled" => {
+                        self.recovery = Some(true);
+                        Ok(())
+                    }
+                    "disabled" => {
+                        self.recovery = Some(false);
+                        Ok(())
+                    }
+                    "recover" => Ok(()),
+                    _ => Err(libc::EINVAL),
                 }
-                "disabled" => {
-                    self.recovery = Some(false);
-                    Ok(())
-                }
-                "recover" => Ok(()),
-                _ => Err(libc::EINVAL),
-            },
+            }
             // cpu_subsys online store (kstrtobool); onlining CPU 1 deletes its rproc.
             ONLINE => {
                 let m = self.mips.as_mut().ok_or(libc::ENOENT)?;
