@@ -3,7 +3,6 @@
 //! image what it was, what happened, and what needs a human decision.
 
 use std::fmt::Write as _;
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -214,17 +213,7 @@ pub fn run(args: &BatchArgs, opts: &convert::Options) -> Result<Report, CliError
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, inputs.len().max(1));
 
-    let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(inputs.len() as u64);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
-        {
-            b.set_style(style);
-        }
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress::Bar::new(inputs.len());
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Entry>>> = Mutex::new(vec![None; inputs.len()]);
     std::thread::scope(|s| {
@@ -308,7 +297,7 @@ fn process(path: &Path, inputs: &[PathBuf], out_dir: &Path, opts: &convert::Opti
         warnings: Vec::new(),
         decisions: Vec::new(),
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::read_input(path) {
         Ok(b) => b,
         Err(err) => {
             e.kind = "unreadable".into();
@@ -448,4 +437,50 @@ fn decisions_for(conv: &Conversion, opts: &convert::Options) -> Vec<String> {
     }
     d.dedup();
     d
+}
+
+/// The progress bar on a terminal; none on the board, where it is not worth its size.
+#[cfg(not(target_arch = "mips"))]
+mod progress {
+    use std::io::IsTerminal as _;
+
+    pub struct Bar(indicatif::ProgressBar);
+
+    impl Bar {
+        pub fn new(len: usize) -> Bar {
+            if !std::io::stderr().is_terminal() {
+                return Bar(indicatif::ProgressBar::hidden());
+            }
+            let b = indicatif::ProgressBar::new(len as u64);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
+            {
+                b.set_style(style);
+            }
+            Bar(b)
+        }
+        pub fn set_message(&self, m: String) {
+            self.0.set_message(m);
+        }
+        pub fn inc(&self, n: u64) {
+            self.0.inc(n);
+        }
+        pub fn finish_and_clear(&self) {
+            self.0.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(target_arch = "mips")]
+mod progress {
+    pub struct Bar;
+
+    impl Bar {
+        pub fn new(_len: usize) -> Bar {
+            Bar
+        }
+        pub fn set_message(&self, _m: String) {}
+        pub fn inc(&self, _n: u64) {}
+        pub fn finish_and_clear(&self) {}
+    }
 }
