@@ -277,10 +277,38 @@ fn legacy_for_verify(
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|source| CliError::Read {
+    read_input(path).map_err(|source| CliError::Read {
         path: path.to_owned(),
         source,
     })
+}
+
+/// The largest input: ELF32 offsets and sizes are 32-bit, and so is a voice image's footer.
+const MAX_INPUT: u64 = u32::MAX as u64;
+
+/// A whole input file, refused by its size before anything is read: on a 32-bit board a
+/// file of 4 GiB or more does not even fit the address space (`std::fs::read` would grow its
+/// buffer until the allocator aborts).
+pub(crate) fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    if size > MAX_INPUT {
+        return Err(std::io::Error::other(format!(
+            "it is {size} bytes; an ELF32 or voice image is at most {MAX_INPUT} bytes"
+        )));
+    }
+    // At most 4 GiB - 1, which fits a 32-bit usize; an allocation that fails is an error.
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size as usize)
+        .map_err(|_| std::io::Error::other(format!("no memory for its {size} bytes")))?;
+    f.take(MAX_INPUT + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_INPUT {
+        return Err(std::io::Error::other(format!(
+            "it grew past {MAX_INPUT} bytes while being read"
+        )));
+    }
+    Ok(buf)
 }
 
 fn do_convert(args: &ConvertArgs) -> Result<(), CliError> {
