@@ -86,3 +86,104 @@ fn openwrt_init_script_turns_the_uci_config_into_valid_flags() {
         assert!(err.contains("--ntcs 0 must be in 1..=8"), "{a:?}: {err}");
     }
 }
+
+/// The .deb files `scripts/package-deb` built (`VPE_DEBS`, set by `scripts/test`: host and
+/// mipsel), listed with `dpkg-deb -c`: each binary, man page, completion and the systemd unit
+/// where Debian puts them, and the binary of the package's architecture.
+#[test]
+fn debian_packages_hold_everything_where_debian_puts_it() {
+    let Some(list) = std::env::var_os("VPE_DEBS") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but VPE_DEBS is not: scripts/test must build the packages"
+        );
+        eprintln!("skipped: VPE_DEBS unset (scripts/test sets it)");
+        return;
+    };
+    let debs: Vec<std::path::PathBuf> = list
+        .to_string_lossy()
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(Into::into)
+        .collect();
+    let field = |deb: &Path, f: &str| {
+        let o = Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(deb)
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let mut seen = Vec::new();
+    for deb in &debs {
+        let (pkg, arch) = (field(deb, "Package"), field(deb, "Architecture"));
+        let o = Command::new("dpkg-deb")
+            .arg("-c")
+            .arg(deb)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+        let files: Vec<&str> = listing
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .collect();
+        let want: &[&str] = match pkg.as_str() {
+            "vpe-migrate" => &[
+                "./usr/bin/vpe-migrate",
+                "./usr/share/man/man1/vpe-migrate.1.gz",
+                "./usr/share/bash-completion/completions/vpe-migrate",
+                "./usr/share/zsh/vendor-completions/_vpe-migrate",
+                "./usr/share/fish/vendor_completions.d/vpe-migrate.fish",
+                "./usr/share/doc/vpe-migrate/copyright",
+            ],
+            "vpe-compat" => &[
+                "./usr/bin/vpe-compat",
+                "./usr/share/man/man8/vpe-compat.8.gz",
+                "./usr/share/doc/vpe-compat/copyright",
+                "./usr/share/doc/vpe-compat/SEMANTICS.md",
+            ],
+            p => panic!("unexpected package {p} in {}", deb.display()),
+        };
+        for w in want {
+            assert!(files.contains(w), "{pkg} ({arch}) lacks {w}:\n{listing}");
+        }
+        if pkg == "vpe-compat" {
+            assert!(
+                files
+                    .iter()
+                    .any(|f| f.ends_with("lib/systemd/system/vpe-compat.service")),
+                "no systemd unit:\n{listing}"
+            );
+        }
+        // The binary inside is of the package's architecture (ELF e_machine, EI_DATA).
+        let x = tempfile::tempdir().unwrap();
+        let o = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(x.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let elf = std::fs::read(x.path().join("usr/bin").join(&pkg)).unwrap();
+        let machine = u16::from_le_bytes([elf[18], elf[19]]);
+        match arch.as_str() {
+            "amd64" => assert_eq!((elf[5], machine), (1, 62), "{pkg} amd64"),
+            "mipsel" => assert_eq!((elf[5], machine), (1, 8), "{pkg} mipsel"),
+            a => panic!("unexpected architecture {a}"),
+        }
+        seen.push(format!("{pkg} {arch}"));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "vpe-compat amd64",
+            "vpe-compat mipsel",
+            "vpe-migrate amd64",
+            "vpe-migrate mipsel"
+        ]
+    );
+}
