@@ -48,6 +48,8 @@ pub struct VpeFs {
     /// touching the device, so `scripts/bench-fuse` can time the same writes through the
     /// same FUSE session with none of our work behind them.
     noop: bool,
+    /// Largest write the kernel may send (`--max-write`): fuse3 sizes its request buffer by it.
+    max_write: u32,
 }
 
 fn ino(n: Node) -> u64 {
@@ -78,6 +80,7 @@ impl VpeFs {
             mtime: SystemTime::now(),
             root_file: None,
             noop: false,
+            max_write: MAX_WRITE,
         }
     }
 
@@ -89,12 +92,19 @@ impl VpeFs {
             mtime: SystemTime::now(),
             root_file: Some(node),
             noop: false,
+            max_write: MAX_WRITE,
         }
     }
 
     /// The benchmark floor: see [`VpeFs::noop`].
     pub fn noop(mut self, on: bool) -> VpeFs {
         self.noop = on;
+        self
+    }
+
+    /// The largest write the kernel may send in one request (default [`MAX_WRITE`]).
+    pub fn max_write(mut self, bytes: u32) -> VpeFs {
+        self.max_write = bytes;
         self
     }
 
@@ -155,7 +165,7 @@ impl VpeFs {
 impl Filesystem for VpeFs {
     async fn init(&self, _req: Request) -> Result<ReplyInit> {
         Ok(ReplyInit::new(
-            NonZeroU32::new(MAX_WRITE).unwrap_or(NonZeroU32::MIN),
+            NonZeroU32::new(self.max_write).unwrap_or(NonZeroU32::MIN),
         ))
     }
 

@@ -133,6 +133,13 @@ struct Args {
     /// Sim backend: percent of one host core the emulated core may take (1-100; default 20).
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
     cpu_share: Option<u32>,
+    /// Largest FUSE write (bytes, K/M suffixes; 4K..=1M): fuse3 keeps a request buffer of this
+    /// size. Default 1M, 128K on the board (docs/PERFORMANCE.md, "On the board").
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_write, default_value_t = board::MAX_WRITE)]
+    max_write: u32,
+    /// Runtime worker threads. Default: one per CPU, 1 on the board.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
     /// Test hook: the simulated remote processor refuses every start (-EBUSY).
     #[arg(long, hide = true)]
     sim_fail_start: bool,
@@ -192,6 +199,27 @@ fn parse_size(s: &str) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| format!("`{s}` does not fit in 32 bits"))
 }
 
+/// Defaults sized for the board (`target_arch = "mips"`: 64-128 MiB of RAM, 2-4 VPEs one of
+/// which runs the SP program) and for other machines.
+mod board {
+    #[cfg(target_arch = "mips")]
+    pub const MAX_WRITE: u32 = 128 << 10;
+    #[cfg(not(target_arch = "mips"))]
+    pub const MAX_WRITE: u32 = crate::fuse::MAX_WRITE;
+    #[cfg(target_arch = "mips")]
+    pub const WORKER_THREADS: Option<usize> = Some(1);
+    #[cfg(not(target_arch = "mips"))]
+    pub const WORKER_THREADS: Option<usize> = None;
+}
+
+fn parse_max_write(s: &str) -> Result<u32, String> {
+    let v = parse_size(s)?;
+    if !(4096..=fuse::MAX_WRITE).contains(&v) {
+        return Err(format!("`{s}` is not in 4K..=1M"));
+    }
+    Ok(v)
+}
+
 fn parse_u32(s: &str) -> Result<u32, String> {
     let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(h) => u32::from_str_radix(h, 16),
@@ -207,10 +235,15 @@ fn main() {
     let cfg = config(&args).unwrap_or_else(|e| usage_error(e));
     let own = ownership(args.group.as_deref()).unwrap_or_else(|e| usage_error(e));
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args
+        .worker_threads
+        .map(usize::from)
+        .or(board::WORKER_THREADS)
     {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             error!("cannot start the runtime: {e}");
@@ -364,7 +397,9 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     cleanup_stale_mount(&args.mount);
     refuse_live_mount(&args.mount).map_err(|e| format!("--mount {}: {e}", args.mount.display()))?;
     let mut handle = mount(
-        VpeFs::new(dev.clone(), own).noop(args.bench_noop),
+        VpeFs::new(dev.clone(), own)
+            .noop(args.bench_noop)
+            .max_write(args.max_write),
         &args.mount,
         own,
         None,
@@ -381,7 +416,7 @@ async fn run(args: Args, cfg: Config, own: Ownership) -> Result<(), String> {
     );
     let mut dev_handle = None;
     if let Some(path) = &args.bind_dev {
-        match mount_dev_file(dev.clone(), path, own).await {
+        match mount_dev_file(dev.clone(), path, own, args.max_write).await {
             Ok((h, placeholder)) => {
                 info!("{} is the vpe1 device", path.display());
                 dev_handle = Some((h, placeholder));
@@ -544,6 +579,7 @@ async fn mount_dev_file(
     dev: Arc<Device>,
     path: &Path,
     own: Ownership,
+    max_write: u32,
 ) -> io::Result<(MountHandle, Placeholder)> {
     // Before anything that follows the path (the stale-mount check, canonicalize).
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -557,7 +593,7 @@ async fn mount_dev_file(
     let perm = Node::Vpe1.perm(own.group_writable);
     let rootmode =
         100_000 + (perm / 64 % 8) as u32 * 100 + (perm / 8 % 8) as u32 * 10 + (perm % 8) as u32;
-    let fs = VpeFs::single_file(dev, own, Node::Vpe1);
+    let fs = VpeFs::single_file(dev, own, Node::Vpe1).max_write(max_write);
     match mount(fs, path, own, Some(rootmode)).await {
         Ok(h) => Ok((h, placeholder)),
         Err(e) => {
@@ -766,5 +802,20 @@ mod tests {
         );
         assert!(a.errors_on_close && a.no_rollback && a.bring_up && a.no_passthrough);
         assert_eq!(a.relocs, RelocSemantics::Legacy);
+        assert_eq!((a.max_write, a.worker_threads), (board::MAX_WRITE, None));
+    }
+
+    #[test]
+    fn max_write_and_worker_threads_are_bounded() {
+        let parse = |extra: &[&str]| {
+            Args::try_parse_from(["vpe-compat", "--mount", "/m"].iter().chain(extra))
+        };
+        let a = parse(&["--max-write", "64K", "--worker-threads", "2"]).unwrap();
+        assert_eq!((a.max_write, a.worker_threads), (64 << 10, Some(2)));
+        assert_eq!(parse(&["--max-write", "1M"]).unwrap().max_write, 1 << 20);
+        for bad in ["4095", "2M", "0"] {
+            assert!(parse(&["--max-write", bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["--worker-threads", "0"]).is_err());
     }
 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
-use std::io::IsTerminal as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -415,17 +414,7 @@ pub fn run(args: &BatchArgs, opts: &convert::Options) -> Result<Report, CliError
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, listed.len().max(1));
 
-    let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(listed.len() as u64);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
-        {
-            b.set_style(style);
-        }
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress::Bar::new(listed.len());
     let next = AtomicUsize::new(0);
     let written = Written::default();
     let results: Mutex<Vec<Option<Entry>>> = Mutex::new(vec![None; listed.len()]);
@@ -738,5 +727,51 @@ mod tests {
         assert_eq!(e(b"a\nb"), "a\\x0ab");
         assert_eq!(e("café".as_bytes()), "café");
         assert_eq!(e("a\u{202e}b\u{2028}".as_bytes()), "a\\u{202e}b\\u{2028}");
+    }
+}
+
+/// The progress bar on a terminal; none on the board, where it is not worth its size.
+#[cfg(not(target_arch = "mips"))]
+mod progress {
+    use std::io::IsTerminal as _;
+
+    pub struct Bar(indicatif::ProgressBar);
+
+    impl Bar {
+        pub fn new(len: usize) -> Bar {
+            if !std::io::stderr().is_terminal() {
+                return Bar(indicatif::ProgressBar::hidden());
+            }
+            let b = indicatif::ProgressBar::new(len as u64);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
+            {
+                b.set_style(style);
+            }
+            Bar(b)
+        }
+        pub fn set_message(&self, m: String) {
+            self.0.set_message(m);
+        }
+        pub fn inc(&self, n: u64) {
+            self.0.inc(n);
+        }
+        pub fn finish_and_clear(&self) {
+            self.0.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(target_arch = "mips")]
+mod progress {
+    pub struct Bar;
+
+    impl Bar {
+        pub fn new(_len: usize) -> Bar {
+            Bar
+        }
+        pub fn set_message(&self, _m: String) {}
+        pub fn inc(&self, _n: u64) {}
+        pub fn finish_and_clear(&self) {}
     }
 }

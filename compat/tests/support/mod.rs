@@ -70,6 +70,8 @@ pub struct Daemon {
     pub mnt: PathBuf,
     /// Further mounts the daemon made (e.g. `--bind-dev`), detached on drop too.
     pub extra_mounts: Vec<PathBuf>,
+    /// The program and its first arguments: [`BIN`], or qemu-user and a board binary.
+    pub cmd: Vec<std::ffi::OsString>,
 }
 
 impl Daemon {
@@ -78,6 +80,11 @@ impl Daemon {
     }
 
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_cmd(&[BIN.into()], extra, env)
+    }
+
+    /// The daemon started as `cmd` (e.g. `qemu-mipsel -L SYSROOT vpe-compat`).
+    pub fn start_cmd(cmd: &[std::ffi::OsString], extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mnt = dir.path().join("mnt");
@@ -87,6 +94,7 @@ impl Daemon {
             mnt,
             dir,
             extra_mounts: Vec::new(),
+            cmd: cmd.to_vec(),
         };
         d.spawn(extra, env);
         d
@@ -103,7 +111,8 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("log"))
             .unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(&self.cmd[0])
+            .args(&self.cmd[1..])
             .arg("--mount")
             .arg(&self.mnt)
             .args(extra)
