@@ -256,3 +256,41 @@ fn remoteproc_firmware_that_faults_is_crashed_with_its_fault_line() {
         wait_status(&d, "state: offline\n");
     }
 }
+
+/// debugfs reads the trace buffer at every `read(2)` (`rproc_trace_read` calls
+/// `rproc_da_to_va` and `strnlen` each time), so a reader that keeps `trace0` open sees it
+/// as it is now; once the firmware is stopped the file is removed and an open one reads EIO
+/// (`debugfs_file_get` fails).
+#[test]
+fn an_open_trace0_reads_the_buffer_live_and_eio_after_kill() {
+    if !can_mount() {
+        return;
+    }
+    let d = Daemon::start(&["--bare"]);
+    let fx = fixture("rproc_spin.be.fw");
+    let o = sh(&format!("cat {} > {}", q(&fx), q(&d.path("vpe1"))));
+    assert!(o.status.success(), "{o:?}\n{}", d.log());
+    let full = wait_trace(&d, b"a3 0x00000000\n");
+    let o = py(
+        &d.path("trace0"),
+        &format!(
+            r#"
+import errno, os, subprocess, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+assert os.pread(fd, 4096, 0) == {full:?}.encode()
+subprocess.run(["sh", "-c", "echo 1 > {kill}"], check=True)
+try:
+    got = os.pread(fd, 4096, 0)
+    print("read after kill:", got)
+    sys.exit(1)
+except OSError as e:
+    assert e.errno == errno.EIO, e
+print("ok")
+"#,
+            full = String::from_utf8(full).unwrap(),
+            kill = d.path("kill").display()
+        ),
+    );
+    assert!(o.status.success(), "{o:?}\n{}", d.log());
+    assert_eq!(stdout(&o).trim(), "ok");
+}
