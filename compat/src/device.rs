@@ -57,6 +57,13 @@ pub enum Node {
     Trace(u8),
 }
 
+/// `simple_read_from_buffer`: `size` bytes of `b` from `offset`, none past its end.
+fn slice_at(b: &[u8], offset: u64, size: u32) -> Vec<u8> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+    let end = start.saturating_add(size as usize).min(b.len());
+    b[start..end].to_vec()
+}
+
 /// Trace files the mount offers (`trace0` ..); a firmware with fewer gives ENOENT.
 pub const TRACES: u8 = 4;
 const TRACE_NAMES: [&str; TRACES as usize] = ["trace0", "trace1", "trace2", "trace3"];
@@ -243,6 +250,8 @@ enum Handle {
     /// `ntcs` and status files: content snapshotted at open so partial reads are consistent.
     /// Status snapshots are shared between opens while the status does not change.
     Text(Arc<[u8]>),
+    /// `traceN`: read from the buffer at every read, as debugfs `rproc_trace_read` does.
+    Trace(u8),
 }
 
 struct Handles {
@@ -383,7 +392,10 @@ impl Device {
             Node::Status | Node::StatusJson => Handle::Text(self.rendering(node)),
             Node::Console | Node::Trace(_) if writes => return Err(Errno(libc::EACCES)),
             Node::Console => Handle::Text(Arc::from(self.console())),
-            Node::Trace(n) => Handle::Text(Arc::from(self.trace(n)?)),
+            Node::Trace(n) => {
+                self.trace(n)?; // ENOENT at open when there is no such buffer
+                Handle::Trace(n)
+            }
         };
         let mut h = lock(&self.handles);
         let fh = h.next;
@@ -395,14 +407,21 @@ impl Device {
     /// `read(2)`. `vpe1` has no read method (EINVAL); text files read their snapshot.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let h = lock(&self.handles);
-        match h.map.get(&fh) {
-            None => Err(Errno(libc::EBADF)),
-            Some(Handle::Vpe1(_) | Handle::Vpe1ReadOnly | Handle::Kill) => Err(Errno(libc::EINVAL)),
-            Some(Handle::Text(t)) => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(t.len());
-                let end = start.saturating_add(size as usize).min(t.len());
-                Ok(t[start..end].to_vec())
+        let t = match h.map.get(&fh) {
+            None => return Err(Errno(libc::EBADF)),
+            Some(Handle::Vpe1(_) | Handle::Vpe1ReadOnly | Handle::Kill) => {
+                return Err(Errno(libc::EINVAL))
             }
+            Some(Handle::Text(t)) => return Ok(slice_at(t, offset, size)),
+            Some(Handle::Trace(n)) => *n,
+        };
+        // Not under the handles lock: the backend lock is taken after it elsewhere.
+        drop(h);
+        match self.trace(t) {
+            Ok(b) => Ok(slice_at(&b, offset, size)),
+            // The firmware stopped: debugfs removed traceN, and an open one reads EIO.
+            Err(Errno(libc::ENOENT)) => Err(Errno(libc::EIO)),
+            Err(e) => Err(e),
         }
     }
 
@@ -483,7 +502,7 @@ impl Device {
                 Ok(data.len())
             }
             // The kernel refuses writes on a read-only descriptor before they reach us.
-            Some(Handle::Vpe1ReadOnly) => Err(Errno(libc::EBADF)),
+            Some(Handle::Vpe1ReadOnly | Handle::Trace(_)) => Err(Errno(libc::EBADF)),
             Some(Handle::Kill) => {
                 drop(h);
                 self.kill();
