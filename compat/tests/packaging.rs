@@ -68,8 +68,9 @@ fn openwrt_init_script_turns_the_uci_config_into_valid_flags() {
          --vpe1-load-addr 0x83e00000 --vpe1-mem 2M --group root"
     );
 
-    // The daemon parses both command lines: with `--ntcs 0` it gets past clap (status 2
-    // would be a usage error) and refuses the value itself (status 1).
+    // The daemon parses both command lines: with `--ntcs 0` every flag gets past clap's parser
+    // (an unknown flag or bad value would be named instead) and the daemon's own range check
+    // refuses the value, a usage error too (status 2, naming --ntcs).
     for args in [init_command(&shipped), args] {
         let mnt = dir.path().join("mnt");
         let mut a: Vec<String> = args[1..].to_vec();
@@ -82,8 +83,11 @@ fn openwrt_init_script_turns_the_uci_config_into_valid_flags() {
         a[i + 1] = "0".into();
         let o = Command::new(BIN).args(&a).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{a:?}: {err}");
-        assert!(err.contains("--ntcs 0 must be in 1..=8"), "{a:?}: {err}");
+        assert_eq!(o.status.code(), Some(2), "{a:?}: {err}");
+        assert!(
+            err.starts_with("error: --ntcs 0 must be in 1..=8"),
+            "{a:?}: {err}"
+        );
     }
 }
 
