@@ -151,6 +151,20 @@ pub fn decode(bytes: &[u8], e: Endian) -> Result<Decoded> {
 }
 
 impl Request {
+    /// A request with `args` (at most 7 words, the rest 0) and the `size` an SP would send for
+    /// them; the tests' encoder input.
+    pub fn with_args(cmd: i32, args: &[i32]) -> Request {
+        let mut a = [0; 7];
+        let n = args.len().min(a.len());
+        a[..n].copy_from_slice(&args[..n]);
+        Request {
+            cmd,
+            abi: 0,
+            size: (4 * n) as u8,
+            args: a,
+        }
+    }
+
     /// The bytes an SP sends for this request (for tests and SP-side tools).
     pub fn encode(&self, e: Endian) -> Vec<u8> {
         let mut out = e.u32_bytes(self.cmd as u32).to_vec();
@@ -420,14 +434,7 @@ mod tests {
     use super::*;
 
     fn req(cmd: i32, args: &[i32]) -> Request {
-        let mut a = [0; 7];
-        a[..args.len()].copy_from_slice(args);
-        Request {
-            cmd,
-            abi: 0,
-            size: (4 * args.len()) as u8,
-            args: a,
-        }
+        Request::with_args(cmd, args)
     }
 
     #[test]

@@ -99,14 +99,7 @@ fn site() -> Site {
 }
 
 fn req(cmd: i32, args: &[i32]) -> Request {
-    let mut a = [0; 7];
-    a[..args.len()].copy_from_slice(args);
-    Request {
-        cmd,
-        abi: 0,
-        size: (4 * args.len()) as u8,
-        args: a,
-    }
+    Request::with_args(cmd, args)
 }
 
 fn kspd(cwd: &Path, root: Option<PathBuf>, uid: u32) -> Kspd {
